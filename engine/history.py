@@ -1,0 +1,168 @@
+"""Bounded, thread-safe storage of the record stream, cheap to plot at any length.
+
+Every record becomes one row of float columns ("loss", "h1.grad_norm", ...).
+The newest rows are kept at full resolution in a window; older rows are folded
+into a fixed number of buckets (first step, last value, finite min and max, a
+non-finite flag) whose size doubles whenever they fill. Memory and the cost of
+reading a plot's worth of any series are bounded by the window and the bucket
+count, not by the run's length. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.buckets import Buckets, reduce_rows
+from engine.records import LAYER_STATS, StepRecord
+
+SCALARS = ("loss", "grad_norm", "grad_norm_clipped", "clipped_frac")
+
+
+@dataclass(frozen=True)
+class Series:
+    """One column over steps, ready to plot: finite envelope and non-finite flags."""
+
+    steps: np.ndarray  # the step each point stands for (a bucket's first step)
+    values: np.ndarray  # the last value recorded in the point's span (may be NaN/inf)
+    lo: np.ndarray  # smallest finite value in the span (NaN if none)
+    hi: np.ndarray  # largest finite value in the span (NaN if none)
+    nonfinite: np.ndarray  # True where the span held NaN or infinity
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+
+class History:
+    """The session's record stream, bounded; safe to append and read from two threads."""
+
+    def __init__(self, window: int = 2048, buckets: int = 1024, timestep_rows: int = 256) -> None:
+        self.window_size = window
+        self.bucket_count = buckets
+        self.timestep_rows = timestep_rows
+        self._lock = threading.Lock()
+        self.clear()
+
+    def clear(self) -> None:
+        """Forget everything (a reset)."""
+        with self._lock:
+            self.version = 0  # increases with every append; readers redraw when it moves
+            self.count = 0
+            self.layer_names: list[str] = []
+            self.columns: list[str] = []
+            self._index: dict[str, int] = {}
+            self._steps = np.zeros(0)
+            self._rows = np.zeros((0, 0))
+            self._n = 0
+            self._overview: Buckets | None = None
+            self.latest: StepRecord | None = None
+            self.latest_captured: StepRecord | None = None
+            self.latest_activations: StepRecord | None = None
+            self._timesteps: list[tuple[int, tuple[float, ...]]] = []
+
+    # -- writing -------------------------------------------------------------
+    def append(self, record: StepRecord) -> None:
+        """Add one record; old rows fold into the overview as the window fills."""
+        with self._lock:
+            if not self.columns:
+                self._start(list(record.layers))
+            if self._n == self.window_size:
+                self._fold_half()
+            self._steps[self._n] = record.step
+            self._rows[self._n] = self._row(record)
+            self._n += 1
+            self.count += 1
+            self.version += 1
+            self.latest = record
+            if record.captured:
+                self.latest_captured = record
+            if record.histograms is not None:
+                self.latest_activations = record
+            if record.timestep_grad_norms is not None:
+                self._timesteps.append((record.step, record.timestep_grad_norms))
+                if len(self._timesteps) > self.timestep_rows:
+                    # Keep every other old row: a bounded, evenly thinned past.
+                    half = len(self._timesteps) // 2
+                    self._timesteps = self._timesteps[:half:2] + self._timesteps[half:]
+
+    def _start(self, layer_names: list[str]) -> None:
+        self.layer_names = layer_names
+        self.columns = list(SCALARS) + [f"{n}.{s}" for n in layer_names for s in LAYER_STATS]
+        self._index = {c: i for i, c in enumerate(self.columns)}
+        self._steps = np.zeros(self.window_size)
+        self._rows = np.full((self.window_size, len(self.columns)), np.nan)
+        self._present = np.zeros((self.window_size, len(self.columns)), dtype=bool)
+        self._overview = Buckets(self.bucket_count, len(self.columns))
+
+    def _row(self, record: StepRecord) -> np.ndarray:
+        values = {
+            "loss": record.loss,
+            "grad_norm": record.grad_norm,
+            "grad_norm_clipped": record.grad_norm_clipped,
+            "clipped_frac": record.clipped_frac,
+        }
+        for name, stats in record.layers.items():
+            for stat, value in stats.as_dict().items():
+                values[f"{name}.{stat}"] = value
+        row = np.full(len(self.columns), np.nan)
+        present = self._present[self._n]
+        present[:] = False
+        for key, value in values.items():
+            index = self._index.get(key)
+            if index is not None and value is not None:
+                row[index] = value
+                present[index] = True
+        return row
+
+    def _fold_half(self) -> None:
+        half = self.window_size // 2
+        self._overview.add(self._steps[:half], self._rows[:half], self._present[:half])
+        self._steps[:half] = self._steps[half:]
+        self._rows[:half] = self._rows[half:]
+        self._present[:half] = self._present[half:]
+        self._n = half
+
+    # -- reading -------------------------------------------------------------
+    def series(self, key: str, max_points: int = 400, last: int | None = None) -> Series:
+        """Column `key` over the whole run (or its `last` steps), at most max_points points."""
+        with self._lock:
+            index = self._index.get(key)
+            if index is None or self.count == 0:
+                empty = np.zeros(0)
+                return Series(empty, empty, empty, empty, np.zeros(0, dtype=bool))
+            o_steps, o_last, o_lo, o_hi, o_bad, o_have = self._overview.column(index)
+            r = slice(0, self._n)
+            values = self._rows[r, index].copy()
+            have = self._present[r, index].copy()
+            steps = np.concatenate([o_steps, self._steps[r]])
+        finite = np.isfinite(values)
+        envelope = np.where(finite, values, np.nan)
+        last_v = np.concatenate([o_last, values])
+        lo = np.concatenate([o_lo, envelope])
+        hi = np.concatenate([o_hi, envelope])
+        bad = np.concatenate([o_bad, have & ~finite])
+        keep = np.concatenate([o_have, have])
+        steps, last_v, lo, hi, bad = steps[keep], last_v[keep], lo[keep], hi[keep], bad[keep]
+        if last is not None and len(steps):
+            recent = steps >= steps[-1] - last + 1
+            steps, last_v, lo, hi, bad = steps[recent], last_v[recent], lo[recent], hi[recent], bad[recent]
+        if len(steps) > max_points:
+            steps, last_v, lo, hi, bad = reduce_rows(steps, last_v, lo, hi, bad, max_points)
+        return Series(steps, last_v, lo, hi, bad)
+
+    def timestep_matrix(self) -> tuple[np.ndarray, np.ndarray]:
+        """(training steps, rows of per-time-step gradient norms) for the heat map."""
+        with self._lock:
+            rows = list(self._timesteps)
+        if not rows:
+            return np.zeros(0), np.zeros((0, 0))
+        return np.array([s for s, _ in rows]), np.array([r for _, r in rows], dtype=float)
+
+    def memory_bytes(self) -> int:
+        """Bytes held by the arrays (bounded by the window and bucket count)."""
+        with self._lock:
+            size = self._rows.nbytes + self._steps.nbytes
+            size += getattr(self, "_present", np.zeros(0)).nbytes
+            return size + (self._overview.nbytes if self._overview else 0)

@@ -1,0 +1,122 @@
+"""One training run, advanced one step at a time: data, model, optimizer, probe.
+
+The Trainer is synchronous and owns no thread; `engine.session` runs it in
+one, and the headless command drives it directly.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from engine.clipping import make_clip
+from engine.config import ConfigError, RunConfig
+from engine.data import EpochBatches, make_tensors
+from engine.model import build_model
+from engine.probe import GradientProbe
+from engine.records import NonFinite, StepRecord
+
+# Output bounds of the saturating activations, for the saturation statistic.
+_SATURATING = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks CUDA when present; asking for CUDA without one is an error."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device", "cuda was requested but no CUDA GPU is available")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+class Trainer:
+    """Builds the configured experiment and trains it step by step."""
+
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+        self.device = resolve_device(config.device)
+        X, y = make_tensors(config)
+        model, generator = build_model(config)
+        self.model = model.to(self.device)
+        self.batches = EpochBatches(
+            X.to(self.device), y.to(self.device), config.batch_size, config.shuffle, generator
+        )
+        self.loss_fn = nn.BCEWithLogitsLoss() if config.dataset == "ball" else nn.MSELoss()
+        if config.optimizer == "adam":
+            self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        else:
+            self.optimizer = torch.optim.SGD(
+                self.model.parameters(), lr=config.lr, momentum=config.momentum
+            )
+        activation = "tanh" if config.model == "rnn" else config.activation
+        self.probe = GradientProbe(
+            self.model,
+            clip=make_clip(config.clip, config.clip_value, config.max_norm, config.norm_type),
+            capture_every=config.capture_every,
+            activation_every=config.activation_every,
+            lr=config.lr,
+            saturating=_SATURATING.get(activation),
+        ).__enter__()
+        self.steps_per_epoch = len(self.batches)
+        self.total_steps = self.steps_per_epoch * config.epochs
+        self.step_index = 0
+        self.epoch = 0
+        self._epoch_batches = None
+        self.first_nonfinite: NonFinite | None = None
+        self.layer_names = list(self.probe.layer_names)
+
+    @property
+    def finished(self) -> bool:
+        """True once every configured epoch has been trained."""
+        return self.step_index >= self.total_steps
+
+    def _next_batch(self):
+        if self._epoch_batches is None:
+            self._epoch_batches = self.batches.epoch()
+        try:
+            return next(self._epoch_batches)
+        except StopIteration:
+            self.epoch += 1
+            self._epoch_batches = self.batches.epoch()
+            return next(self._epoch_batches)
+
+    def step(self) -> StepRecord:
+        """Train on one batch and return what the probe recorded."""
+        x, y = self._next_batch()
+        self.model.train()
+        self.probe.begin_step(self.step_index)
+        loss = self.loss_fn(self.model(x), y)
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.probe.after_backward()
+        self.optimizer.step()
+        timesteps = getattr(self.model, "timestep_grad_norms", None)
+        record = self.probe.end_step(loss, self.epoch, timesteps() if timesteps else None)
+        if self.first_nonfinite is None:
+            self.first_nonfinite = self._check_nonfinite(record)
+        self.step_index += 1
+        return record
+
+    def _check_nonfinite(self, record: StepRecord) -> NonFinite | None:
+        loss_bad = not math.isfinite(record.loss)
+        if not loss_bad and math.isfinite(record.grad_norm):
+            return None
+        layer = self.probe.nonfinite_layer()
+        what = "gradient"
+        if layer is None:
+            # Finite elements whose norm overflowed, or a loss gone bad on its own.
+            bad = [n for n, s in record.layers.items() if not _finite(s.raw_grad_norm)]
+            layer, what = (bad[0], "gradient norm") if bad else ("loss", "loss")
+        if loss_bad:
+            what = "loss"
+        return NonFinite(step=record.step, layer=layer, what=what)
+
+    def close(self) -> None:
+        """Remove the probe's hooks."""
+        self.probe.close()
+
+
+def _finite(value: float | None) -> bool:
+    return value is None or math.isfinite(value)
