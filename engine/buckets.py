@@ -42,8 +42,9 @@ class Buckets:
         while i < m:
             if self.open_fill:
                 take = min(self.size - self.open_fill, m - i)
-                part = _summarize(steps[i : i + take, None], rows[None, i : i + take],
-                                  present[None, i : i + take])
+                part = _summarize(
+                    steps[i : i + take, None], rows[None, i : i + take], present[None, i : i + take]
+                )
                 self._merge_into(self.n - 1, part)
                 self.open_fill = (self.open_fill + take) % self.size
                 i += take
@@ -67,8 +68,14 @@ class Buckets:
     def column(self, index: int):
         """(first steps, last, lo, hi, bad, have) of one column over the used buckets."""
         n = self.n
-        return (self.first[:n].copy(), self.last[:n, index].copy(), self.lo[:n, index].copy(),
-                self.hi[:n, index].copy(), self.bad[:n, index].copy(), self.have[:n, index].copy())
+        return (
+            self.first[:n].copy(),
+            self.last[:n, index].copy(),
+            self.lo[:n, index].copy(),
+            self.hi[:n, index].copy(),
+            self.bad[:n, index].copy(),
+            self.have[:n, index].copy(),
+        )
 
     def _write(self, start: int, part: tuple) -> None:
         first, last, lo, hi, bad, have = part

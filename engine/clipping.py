@@ -157,8 +157,9 @@ def _count_above(grads: list[torch.Tensor], limit: float) -> torch.Tensor | None
     return torch.stack(counts).sum().to(torch.float32)
 
 
-def make_clip(clip: str, clip_value: float = 1.0, max_norm: float = 1.0,
-              norm_type: str = "2") -> ClipStrategy:
+def make_clip(
+    clip: str, clip_value: float = 1.0, max_norm: float = 1.0, norm_type: str = "2"
+) -> ClipStrategy:
     """The strategy for a config's clip mode."""
     if clip == "none":
         return ClipStrategy()

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
-from typing import Any, Iterable
+from typing import Any
 
 DATASETS = ("ball", "regression", "sequence")
 MODELS = ("block", "shallow", "rnn")
@@ -120,17 +121,21 @@ class RunConfig:
         _require("n_layers", self.n_layers <= 64, "must be at most 64")
         _require("hidden_units", self.hidden_units <= 8192, "must be at most 8192")
         _require("n_samples", self.n_samples <= 1_000_000, "must be at most 1000000")
-        _require(
-            "batch_size", self.batch_size <= self.n_samples, "must be at most n_samples"
-        )
+        _require("batch_size", self.batch_size <= self.n_samples, "must be at most n_samples")
         if self.dataset == "sequence" or self.model == "rnn":
-            _require("model", self.model == "rnn" and self.dataset == "sequence",
-                     "the rnn model and the sequence dataset go together")
+            _require(
+                "model",
+                self.model == "rnn" and self.dataset == "sequence",
+                "the rnn model and the sequence dataset go together",
+            )
         if self.clip == "timestep":
             _require("clip", self.model == "rnn", "timestep clipping needs model=rnn")
         if self.standardize_target:
-            _require("standardize_target", self.dataset == "regression",
-                     "only the regression dataset has a target to standardize")
+            _require(
+                "standardize_target",
+                self.dataset == "regression",
+                "only the regression dataset has a target to standardize",
+            )
 
     def replace(self, **changes: Any) -> RunConfig:
         """A copy with some fields changed, validated like a new config."""

@@ -34,9 +34,7 @@ def regression_dataset(n_samples: int = 1000, n_features: int = 10):
     """sklearn's make_regression as the slides call it (noise 0.1, seed 42)."""
     from sklearn.datasets import make_regression
 
-    return make_regression(
-        n_samples=n_samples, n_features=n_features, noise=0.1, random_state=42
-    )
+    return make_regression(n_samples=n_samples, n_features=n_features, noise=0.1, random_state=42)
 
 
 def sequence_dataset(n_samples: int, n_features: int, seq_len: int, seed: int = 7):
@@ -94,7 +92,10 @@ class EpochBatches:
         n = len(self.X)
         if not self.shuffle:
             for start in range(0, n, self.batch_size):
-                yield self.X[start : start + self.batch_size], self.y[start : start + self.batch_size]
+                yield (
+                    self.X[start : start + self.batch_size],
+                    self.y[start : start + self.batch_size],
+                )
             return
         # DataLoader's iterator draws a worker base seed first, then the sampler's.
         torch.empty((), dtype=torch.int64).random_(generator=self.generator)

@@ -147,7 +147,13 @@ class History:
         steps, last_v, lo, hi, bad = steps[keep], last_v[keep], lo[keep], hi[keep], bad[keep]
         if last is not None and len(steps):
             recent = steps >= steps[-1] - last + 1
-            steps, last_v, lo, hi, bad = steps[recent], last_v[recent], lo[recent], hi[recent], bad[recent]
+            steps, last_v, lo, hi, bad = (
+                steps[recent],
+                last_v[recent],
+                lo[recent],
+                hi[recent],
+                bad[recent],
+            )
         if len(steps) > max_points:
             steps, last_v, lo, hi, bad = reduce_rows(steps, last_v, lo, hi, bad, max_points)
         return Series(steps, last_v, lo, hi, bad)

@@ -35,8 +35,9 @@ _KAIMING_NONLINEARITY = {
 _GLOBAL_RNG_LOCK = threading.Lock()
 
 
-def block_model(n_features: int, n_layers: int, hidden_units: int, activation: str,
-                batch_norm: bool) -> nn.Sequential:
+def block_model(
+    n_features: int, n_layers: int, hidden_units: int, activation: str, batch_norm: bool
+) -> nn.Sequential:
     """h1..hN Linear layers each followed by a_i (and bn_i), then o = Linear(hidden, 1).
 
     With batch norm the hidden Linear layers lose their bias and
@@ -74,7 +75,7 @@ def initialize(model: nn.Module, scheme: str, activation: str, std: float) -> No
     nonlinearity = _KAIMING_NONLINEARITY[activation]
     with torch.no_grad():
         for module in model.modules():
-            for name, param in module.named_parameters(recurse=False):
+            for _name, param in module.named_parameters(recurse=False):
                 if param.dim() < 2:
                     nn.init.zeros_(param)
                     continue
@@ -96,8 +97,13 @@ def initialize(model: nn.Module, scheme: str, activation: str, std: float) -> No
 
 def _build_unseeded(config: RunConfig) -> nn.Module:
     if config.model == "block":
-        return block_model(config.n_features, config.n_layers, config.hidden_units,
-                           config.activation, config.batch_norm)
+        return block_model(
+            config.n_features,
+            config.n_layers,
+            config.hidden_units,
+            config.activation,
+            config.batch_norm,
+        )
     if config.model == "shallow":
         return shallow_model(config.n_features, config.hidden_units, config.activation)
     from engine.recurrent import recurrent_model

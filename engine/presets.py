@@ -126,7 +126,9 @@ def get_preset(name: str) -> Preset:
     try:
         return PRESETS[name]
     except KeyError:
-        raise ConfigError("preset", f"unknown preset {name!r} (known: {', '.join(PRESETS)})") from None
+        raise ConfigError(
+            "preset", f"unknown preset {name!r} (known: {', '.join(PRESETS)})"
+        ) from None
 
 
 def register(preset: Preset) -> None:

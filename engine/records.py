@@ -6,16 +6,23 @@ record always means the training itself produced it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Mapping
 
 GRAD_STATS = ("grad_mean", "grad_std", "grad_norm", "grad_abs_max")
 RAW_STATS = tuple(f"raw_{name}" for name in GRAD_STATS)
 WEIGHT_STATS = ("weight_mean", "weight_std")
 ACT_STATS = ("act_mean", "act_std", "act_zero_frac")
-LAYER_STATS = GRAD_STATS + RAW_STATS + ("grad_nonfinite",) + WEIGHT_STATS + ACT_STATS + (
-    "update_ratio",
-    "act_saturation",
+LAYER_STATS = (
+    GRAD_STATS
+    + RAW_STATS
+    + ("grad_nonfinite",)
+    + WEIGHT_STATS
+    + ACT_STATS
+    + (
+        "update_ratio",
+        "act_saturation",
+    )
 )
 
 

@@ -12,15 +12,21 @@ from __future__ import annotations
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from engine.config import RunConfig
 from engine.history import History
 from engine.records import NonFinite, StepRecord
 
 IDLE, PREPARING, RUNNING, PAUSED, FINISHED, STOPPED, ERROR = (
-    "idle", "preparing", "running", "paused", "finished", "stopped", "error",
+    "idle",
+    "preparing",
+    "running",
+    "paused",
+    "finished",
+    "stopped",
+    "error",
 )
 
 
@@ -172,9 +178,15 @@ class TrainingSession:
 
     def _status(self) -> SessionStatus:
         return SessionStatus(
-            state=self._state, step=self._step, epoch=self._epoch, total_steps=self._total,
-            steps_per_second=self._rate(), first_nonfinite=self._nonfinite,
-            error=self._error, layer_names=self._layers, device=self._device,
+            state=self._state,
+            step=self._step,
+            epoch=self._epoch,
+            total_steps=self._total,
+            steps_per_second=self._rate(),
+            first_nonfinite=self._nonfinite,
+            error=self._error,
+            layer_names=self._layers,
+            device=self._device,
         )
 
     # -- the thread ----------------------------------------------------------
@@ -264,8 +276,9 @@ class TrainingSession:
         next_time = max(next_time + 1.0 / rate, time.monotonic() - 1.0)
         with self._cond:
             # Waiting on the condition keeps pause and stop immediate.
-            self._cond.wait_for(lambda: self._stop or not self._running,
-                                max(0.0, next_time - time.monotonic()))
+            self._cond.wait_for(
+                lambda: self._stop or not self._running, max(0.0, next_time - time.monotonic())
+            )
         return next_time
 
     def _rate(self) -> float:

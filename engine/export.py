@@ -1,0 +1,139 @@
+"""JSONL and CSV writers for the record stream, written atomically.
+
+Records are streamed into a temporary file beside the target and renamed
+over it on `commit`, so a killed process never leaves a half-written file
+under the requested name, and an interrupted run still commits the steps done.
+Non-finite numbers are data: JSONL writes them as the strings "NaN",
+"Infinity" and "-Infinity" (strict JSON), CSV as nan, inf and -inf.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import tempfile
+from typing import Any
+
+from engine.config import ConfigError
+from engine.records import LAYER_STATS, StepRecord
+
+FORMATS = (".jsonl", ".csv")
+SCALAR_KEYS = ("step", "epoch", "loss", "grad_norm", "grad_norm_clipped", "clipped_frac")
+
+
+def json_number(value: float | None) -> Any:
+    """A float as strict JSON allows: non-finite values become strings."""
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return value
+
+
+def record_to_json(record: StepRecord) -> dict[str, Any]:
+    """The contract's JSON object for one record (DESIGN.md §3)."""
+    out: dict[str, Any] = {key: json_number(getattr(record, key)) for key in SCALAR_KEYS}
+    out["layers"] = {
+        name: {k: json_number(v) for k, v in stats.as_dict().items()}
+        for name, stats in record.layers.items()
+    }
+    if record.timestep_grad_norms is not None:
+        out["timestep_grad_norms"] = [json_number(v) for v in record.timestep_grad_norms]
+    return out
+
+
+def check_output_path(path: str) -> str:
+    """Refuse an unknown extension, a missing directory or one we cannot write."""
+    extension = os.path.splitext(path)[1].lower()
+    if extension not in FORMATS:
+        raise ConfigError("--out", f"{path!r} must end in .jsonl or .csv")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise ConfigError("--out", f"directory {directory!r} does not exist")
+    if not os.access(directory, os.W_OK):
+        raise ConfigError("--out", f"directory {directory!r} is not writable")
+    if os.path.isdir(path):
+        raise ConfigError("--out", f"{path!r} is a directory")
+    return extension
+
+
+class RecordWriter:
+    """Streams records to `path` (.jsonl or .csv) through a temporary file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.format = check_output_path(path)
+        directory = os.path.dirname(os.path.abspath(path))
+        fd, self._tmp = tempfile.mkstemp(
+            prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory
+        )
+        self._file = os.fdopen(fd, "w", newline="", encoding="utf-8")
+        self._csv: csv.writer | None = None
+        self._columns: list[str] = []
+        self.count = 0
+        self.closed = False
+
+    def write(self, record: StepRecord) -> None:
+        """Append one record."""
+        if self.format == ".jsonl":
+            line = json.dumps(record_to_json(record), allow_nan=False, separators=(",", ":"))
+            self._file.write(line + "\n")
+        else:
+            self._write_csv(record)
+        self.count += 1
+
+    def _write_csv(self, record: StepRecord) -> None:
+        if self._csv is None:
+            self._csv = csv.writer(self._file)
+            layer_columns = [f"{n}.{s}" for n in record.layers for s in LAYER_STATS]
+            self._columns = list(SCALAR_KEYS) + layer_columns
+            self._csv.writerow(self._columns)
+        values = {key: getattr(record, key) for key in SCALAR_KEYS}
+        for name, stats in record.layers.items():
+            for stat, value in stats.as_dict().items():
+                values[f"{name}.{stat}"] = value
+        self._csv.writerow(["" if (v := values.get(c)) is None else v for c in self._columns])
+
+    def commit(self) -> None:
+        """Flush, sync and rename the file into place."""
+        if self.closed:
+            return
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        # mkstemp makes the file private; give it the mode a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self._tmp, 0o666 & ~umask)
+        os.replace(self._tmp, self.path)
+        self.closed = True
+
+    def discard(self) -> None:
+        """Drop the temporary file; the target is left as it was."""
+        if self.closed:
+            return
+        self._file.close()
+        os.unlink(self._tmp)
+        self.closed = True
+
+    def __enter__(self) -> RecordWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        # An interrupted run keeps the steps it did; any other failure keeps nothing.
+        if exc_type is None or issubclass(exc_type, KeyboardInterrupt):
+            self.commit()
+        else:
+            self.discard()
+
+
+def write_records(path: str, records: list[StepRecord]) -> int:
+    """Write a list of records at once (the dashboard's save); returns the count."""
+    with RecordWriter(path) as writer:
+        for record in records:
+            writer.write(record)
+    return writer.count
