@@ -34,6 +34,24 @@ _REGRESSION = RunConfig(
     seed=11,
 )
 _CLIPPED = _REGRESSION.replace(init="kaiming_uniform", init_seed=42, lr=0.1)
+# A tanh RNN in its chaotic regime: every weight N(0, 0.5), so W_hh's gain is
+# 0.5 * sqrt(32) = 2.8 > 1 and gradients grow exponentially backward in time.
+_SEQUENCE = RunConfig(
+    dataset="sequence",
+    model="rnn",
+    n_features=1,
+    seq_len=60,
+    hidden_units=32,
+    activation="tanh",
+    init="normal",
+    init_std=0.5,
+    seed=11,
+    init_seed=13,
+    lr=0.01,
+    batch_size=32,
+    shuffle=True,
+    epochs=20,
+)
 
 PRESETS: dict[str, Preset] = {
     p.name: p
@@ -114,6 +132,13 @@ PRESETS: dict[str, Preset] = {
             "The exploding setup, but the target is standardized to mean 0, std 1.\n"
             "Gradients stay small and the loss falls without any clipping.",
             _REGRESSION.replace(standardize_target=True),
+        ),
+        Preset(
+            "rnn-exploding",
+            "Tanh RNN, 60 steps: gradients explode in time",
+            "A tanh RNN recalls the first of 60 inputs; recurrent gain 2.8 grows dL/dh_t ~1e6x back in time.\n"
+            "Parameter clips (value/norm/hook) see the sum over time; clip=timestep clamps every step.",
+            _SEQUENCE,
         ),
     )
 }
