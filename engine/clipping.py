@@ -80,7 +80,6 @@ class NormClip(ClipStrategy):
     def __init__(self, max_norm: float, norm_type: float = 2.0) -> None:
         self.max_norm = max_norm
         self.norm_type = norm_type
-        self._clipped = None
 
     def apply(self, raw_norms: list[torch.Tensor]) -> None:
         grads = [p.grad for p in self.params if p.grad is not None]
@@ -93,13 +92,16 @@ class NormClip(ClipStrategy):
             total = torch.linalg.vector_norm(torch.stack(raw_norms), 2.0)
         coef = torch.clamp(self.max_norm / (total + 1e-6), max=1.0)
         torch._foreach_mul_(grads, coef)
-        self._clipped = coef < 1.0
 
     def clipped_count(self, raw: list[torch.Tensor]) -> torch.Tensor | None:
-        if self._clipped is None:
+        # The probe counts before `apply` (value clipping edits the raw tensors in
+        # place), so the decision is taken here from the raw gradients themselves.
+        if not raw:
             return None
-        total = sum(g.numel() for g in raw)
-        return self._clipped.to(torch.float32) * total
+        norms = torch.stack(torch._foreach_norm(raw, self.norm_type))
+        total = norms.max() if self.norm_type == math.inf else torch.linalg.vector_norm(norms, 2.0)
+        clipped = self.max_norm / (total + 1e-6) < 1.0
+        return clipped.to(torch.float32) * sum(g.numel() for g in raw)
 
 
 class HookClip(ClipStrategy):

@@ -107,6 +107,7 @@ class GradientProbe:
         if self.capture:
             layer_raw = self._layer_tensors(raw_all)
             pending["raw_moments"] = moments(layer_raw)
+            pending["nonfinite"] = nonfinite_counts(layer_raw)
             pending["clipped"] = self.clip.clipped_count(raw)
             pending["numel"] = sum(g.numel() for g in raw)
         self.clip.apply(raw_norms)
@@ -152,7 +153,7 @@ class GradientProbe:
         app_n = _stack(p["applied_norms"], zero)
         parts += [raw_n.float(), app_n.float()]
         layout: list[tuple[str, int]] = [("loss", 1), ("raw", raw_n.numel()), ("applied", app_n.numel())]
-        for key in ("raw_moments", "moments", "weights", "acts", "hist"):
+        for key in ("raw_moments", "moments", "weights", "nonfinite", "acts", "hist"):
             if key in p:
                 parts.append(p[key].reshape(-1).float())
                 layout.append((key, p[key].numel()))
@@ -189,6 +190,7 @@ class GradientProbe:
                 stats.update(_moment_fields(v["moments"], j, n_layers, "grad_"))
                 w = _moment_fields(v["weights"], j, n_layers, "weight_")
                 stats["weight_mean"], stats["weight_std"] = w["weight_mean"], w["weight_std"]
+                stats["grad_nonfinite"] = v["nonfinite"][j]
                 if self.lr is not None and stats["grad_norm"] is not None:
                     stats["update_ratio"] = _ratio(self.lr * stats["grad_norm"], w["weight_norm"])
             if "acts" in v:

@@ -239,15 +239,17 @@ class TrainingSession:
                 self._busy = True
             try:
                 record = trainer.step()
+                self.history.append(record)
+                if self.on_record is not None:
+                    self.on_record(record)
             finally:
+                # The counter moves in the same breath as `busy` clears, so that
+                # pause(wait=True) never returns with a step about to land.
                 with self._cond:
                     self._busy = False
+                    self._step, self._epoch = trainer.step_index, trainer.epoch
                     self._cond.notify_all()
-            self.history.append(record)
-            if self.on_record is not None:
-                self.on_record(record)
             with self._cond:
-                self._step, self._epoch = trainer.step_index, trainer.epoch
                 self._rate_marks.append((time.monotonic(), self._step))
                 if len(self._rate_marks) > 400:
                     del self._rate_marks[:200]
