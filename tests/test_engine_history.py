@@ -1,0 +1,170 @@
+"""The bounded history: memory stays put, plots stay small, NaN and inf stay visible."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+import pytest
+
+from engine.history import History
+from engine.records import Histogram, LayerStats, StepRecord
+
+
+def record(step: int, loss: float, captured: bool = True, act: bool = False, **layer) -> StepRecord:
+    stats = LayerStats(
+        grad_norm=layer.get("grad_norm", 1.0),
+        raw_grad_norm=layer.get("grad_norm", 1.0),
+        grad_mean=layer.get("grad_mean", 0.5) if captured else None,
+        grad_std=0.25 if captured else None,
+        act_mean=0.1 if act else None,
+    )
+    histograms = None
+    if act:
+        histograms = {"act": {"h1": Histogram(lo=0.0, hi=1.0, counts=(1.0, 2.0))}}
+    return StepRecord(
+        step=step,
+        epoch=step // 100,
+        loss=loss,
+        grad_norm=layer.get("grad_norm", 1.0),
+        grad_norm_clipped=min(layer.get("grad_norm", 1.0), 1.0),
+        clipped_frac=0.0 if captured else None,
+        layers={"h1": stats, "o": stats},
+        histograms=histograms,
+        captured=captured,
+        activations_captured=act,
+    )
+
+
+def test_100k_records_stay_within_the_bound():
+    history = History()  # the session's default: window 2048, 1024 buckets
+    history.append(record(0, 0.0, act=True))
+    first = history.memory_bytes()
+    sizes = {}
+    for step in range(1, 100_000):
+        history.append(record(step, float(step), captured=step % 3 == 0, act=step % 10 == 0))
+        if step in (2048, 2049, 10_000, 50_000):
+            sizes[step] = history.memory_bytes()
+    assert set(sizes.values()) == {first}
+    assert history.memory_bytes() == first
+    assert history.count == history.version == 100_000
+    assert history.latest.step == 99_999
+    assert history.latest_captured.step == 99_999  # 99999 % 3 == 0
+    assert history.latest_activations.step == 99_990
+
+    for key in ("loss", "grad_norm", "clipped_frac", "h1.grad_mean", "o.grad_norm", "h1.act_mean"):
+        for max_points in (400, 50):
+            series = history.series(key, max_points=max_points)
+            assert 0 < len(series) <= max_points, key
+            assert all(len(a) == len(series) for a in (series.values, series.lo, series.hi))
+            assert np.all(np.diff(series.steps) > 0), key
+    loss = history.series("loss")
+    assert loss.steps[0] == 0 and loss.values[-1] == 99_999
+    assert np.nanmin(loss.lo) == 0 and np.nanmax(loss.hi) == 99_999
+    assert np.all(loss.lo <= loss.hi)
+    assert not loss.nonfinite.any()
+
+    recent = history.series("loss", max_points=100, last=1000)
+    assert 0 < len(recent) <= 100
+    assert recent.steps[0] >= 99_000 and recent.values[-1] == 99_999
+
+
+def test_recent_window_is_full_resolution():
+    history = History(window=64, buckets=8)
+    for step in range(40):
+        history.append(record(step, float(step) * 2, captured=step % 4 == 0))
+    loss = history.series("loss", max_points=1000)
+    assert loss.steps.tolist() == list(range(40))
+    assert loss.values.tolist() == [2.0 * s for s in range(40)]
+    # A statistic that was not captured on a step is missing, not NaN.
+    captured = history.series("h1.grad_mean", max_points=1000)
+    assert captured.steps.tolist() == list(range(0, 40, 4))
+    assert not np.isnan(captured.values).any()
+
+
+@pytest.mark.parametrize("fold", [False, True])
+def test_nan_and_inf_survive_the_history(fold):
+    history = History(window=16, buckets=4)
+    bad = {3: math.nan, 4: math.inf, 5: -math.inf}
+    for step in range(12):
+        history.append(
+            record(
+                step, bad.get(step, 1.0), grad_norm=bad.get(step, 2.0), grad_mean=bad.get(step, 0.5)
+            )
+        )
+    if fold:  # push the bad steps out of the window into the overview
+        for step in range(12, 400):
+            history.append(record(step, 1.0))
+    for key in ("loss", "grad_norm", "h1.grad_mean", "o.grad_norm"):
+        series = history.series(key, max_points=1000)
+        assert series.nonfinite.any(), key
+        flagged = series.steps[series.nonfinite]
+        assert all(step <= 5 for step in flagged), key
+        # the finite envelope never holds NaN or inf where there were finite values
+        finite = ~np.isnan(series.lo)
+        assert np.isfinite(series.lo[finite]).all() and np.isfinite(series.hi[finite]).all()
+        if not fold:
+            values = dict(zip(series.steps.tolist(), series.values.tolist(), strict=True))
+            assert math.isnan(values[3])
+            assert values[4] == math.inf and values[5] == -math.inf
+            assert series.nonfinite.tolist() == [s in bad for s in range(12)]
+            assert np.isnan(series.lo[3:6]).all() and np.isnan(series.hi[3:6]).all()
+        # decimated to very few points, the flag still shows
+        assert history.series(key, max_points=2).nonfinite.any(), key
+
+
+def test_clear_forgets_everything():
+    history = History(window=8, buckets=4)
+    for step in range(30):
+        history.append(record(step, 1.0))
+    history.clear()
+    assert history.count == history.version == 0
+    assert history.latest is None and history.layer_names == []
+    assert len(history.series("loss")) == 0
+    history.append(record(0, 5.0))
+    assert history.series("loss").values.tolist() == [5.0]
+
+
+def test_unknown_key_is_an_empty_series():
+    history = History()
+    assert len(history.series("loss")) == 0
+    history.append(record(0, 1.0))
+    assert len(history.series("nope.grad_std")) == 0
+
+
+def test_timestep_rows_are_bounded():
+    history = History(window=16, buckets=4, timestep_rows=32)
+    for step in range(500):
+        base = record(step, 1.0)
+        history.append(StepRecord(**{**base.__dict__, "timestep_grad_norms": (1.0, 2.0, 3.0)}))
+    steps, rows = history.timestep_matrix()
+    assert len(steps) <= 32 and rows.shape == (len(steps), 3)
+    assert steps[-1] == 499 and np.all(np.diff(steps) > 0)
+
+
+def test_reading_while_writing_from_another_thread():
+    history = History(window=64, buckets=16)
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def write():
+        try:
+            for step in range(20_000):
+                history.append(record(step, float(step)))
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            done.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    reads = 0
+    while not done.is_set() or reads == 0:
+        series = history.series("loss", max_points=100)
+        assert len(series.steps) == len(series.values) <= 100
+        assert np.all(np.diff(series.steps) > 0)
+        reads += 1
+    writer.join()
+    assert not errors
+    assert history.count == 20_000
