@@ -1,0 +1,163 @@
+"""Plot d: the gradient flow now, one bar per layer of the latest gradient norm.
+
+Drawn by hand with block characters (an eighth of a cell of resolution)
+instead of plotext: it is redrawn on every frame and costs well under a
+millisecond. The axis is log10, layers run input → output left to right, so
+a vanishing gradient reads as a slope rising to the right at a glance. With
+clipping on, each layer shows its raw norm (shaded) beside the applied one.
+"""
+
+from __future__ import annotations
+
+import math
+
+from rich.text import Text
+
+from engine.records import StepRecord
+from tui.plotting import format_number, power_label, rich_color, short_number
+from tui.widgets.panel import FrameContext, HistoryPanel
+
+_BLOCKS = " ▁▂▃▄▅▆▇█"
+_GUTTER = 6  # tick labels and the axis line
+
+
+class FlowBars(HistoryPanel):
+    """Latest gradient norm per layer as log-scale bars, input → output."""
+
+    TITLE = "Gradient flow now"
+
+    def data_key(self, ctx: FrameContext):
+        """Only the latest record matters."""
+        latest = ctx.history.latest
+        return (latest, ctx.layers, ctx.config.clip)
+
+    def draw(self, ctx: FrameContext, width: int, height: int) -> None:
+        """Render the bars into the canvas."""
+        record = ctx.history.latest
+        self.border_title = self.TITLE if record is None else f"{self.TITLE} · step {record.step}"
+        bars = _bar_values(record, ctx.layers, ctx.clipping)
+        caption = _ratio_caption(bars, ctx.layers)
+        key = "[dim]░ raw █ applied[/] · " if ctx.clipping else ""
+        axis = "log ‖grad‖, input → output"
+        self.border_subtitle = f"{key}{axis}" + (f" · {caption}" if caption else "")
+        self.surface.show(render_bars(bars, ctx.layers, ctx.colors, width, height))
+
+
+def _bar_values(record: StepRecord | None, layers, clipping: bool):
+    """{layer: (applied norm, raw norm or None)}; None where not yet known."""
+    result = {}
+    for layer in layers:
+        stats = record.layers.get(layer) if record is not None else None
+        if stats is None:
+            result[layer] = (None, None)
+            continue
+        raw = stats.raw_grad_norm if clipping else None
+        result[layer] = (stats.grad_norm, raw)
+    return result
+
+
+def _ratio_caption(bars, layers) -> str:
+    """'h1/o = 5.3e-5': the first layer's norm relative to the last's."""
+    if len(layers) < 2:
+        return ""
+    first, last = bars[layers[0]][0], bars[layers[-1]][0]
+    if first is None or last is None:
+        return ""
+    if not (math.isfinite(first) and math.isfinite(last)) or last <= 0:
+        return f"{layers[0]} {format_number(first)} · {layers[-1]} {format_number(last)}"
+    return f"{layers[0]}/{layers[-1]} = {format_number(first / last, 2)}"
+
+
+def _log_range(bars) -> tuple[float, float]:
+    logs = [
+        math.log10(v)
+        for pair in bars.values()
+        for v in pair
+        if v is not None and math.isfinite(v) and v > 0
+    ]
+    if not logs:
+        return -1.0, 1.0
+    lo = math.floor(min(logs) - 0.3)  # the smallest bar keeps a visible stub
+    hi = math.ceil(max(logs))
+    return lo, max(hi, lo + 1)
+
+
+def render_bars(bars, layers, colors, width: int, height: int) -> Text:
+    """The bar chart as text: gutter with powers of ten, bars, names, values."""
+    text = Text(no_wrap=True, overflow="crop")
+    if not layers:
+        text.append("waiting for the model's layers…", style="dim")
+        return text
+    clipping = any(raw is not None for _, raw in bars.values())
+    rows = max(height - (3 if clipping and height >= 5 else 2), 1)
+    lo, hi = _log_range(bars)
+    slot = max(1, min((width - _GUTTER) // len(layers), 14))
+    per_bar = 2 if clipping else 1
+    bar_width = max(1, (slot - 1) // per_bar) if slot > 2 else 1
+    labels = _gutter_labels(lo, hi, rows)
+    for row in range(rows):
+        from_bottom = rows - 1 - row
+        text.append(labels.get(from_bottom, "").rjust(_GUTTER - 1), style="dim")
+        text.append("┤" if from_bottom in labels else "│", style="dim")
+        for layer in layers:
+            applied, raw = bars[layer]
+            color = rich_color(colors[layer])
+            cells = []
+            if clipping:
+                cells.append((_cell(raw, lo, hi, rows, from_bottom, shade=True), f"{color} dim"))
+            cells.append((_cell(applied, lo, hi, rows, from_bottom), color))
+            used = 0
+            for char, style in cells:
+                style = "bold red" if char == "▓" else style
+                text.append(char * bar_width, style=style)
+                used += bar_width
+            text.append(" " * (slot - used))
+        text.append("\n")
+    text.append(" " * _GUTTER)
+    for layer in layers:
+        text.append(layer[:slot].center(slot), style=f"bold {rich_color(colors[layer])}")
+    text.append("\n" + " " * _GUTTER)
+    for layer in layers:
+        applied, _ = bars[layer]
+        label = _value_label(applied, slot)
+        style = "bold red" if applied is not None and not math.isfinite(applied) else ""
+        text.append(label.center(slot), style=style)
+    if clipping and height >= 5:
+        text.append("\n" + " " * _GUTTER)
+        for layer in layers:
+            _, raw = bars[layer]
+            label = "raw " + _value_label(raw, slot - 4) if raw is not None else ""
+            text.append(label.center(slot), style="dim")
+    return text
+
+
+def _cell(value, lo: float, hi: float, rows: int, from_bottom: int, shade: bool = False) -> str:
+    """The character of one bar at one row: a block eighth, a full block or blank."""
+    if value is None:
+        return " "
+    if not math.isfinite(value):
+        return "▓"  # non-finite: the whole column, red
+    if value <= 0:
+        return " "
+    fill = (math.log10(value) - lo) / (hi - lo) * rows - from_bottom
+    if fill <= 0:
+        return " "
+    if shade:
+        return "░" if fill >= 0.5 else " "
+    return _BLOCKS[min(8, max(1, round(fill * 8)))]
+
+
+def _gutter_labels(lo: float, hi: float, rows: int) -> dict[int, str]:
+    """Row (from the bottom) → power-of-ten label, thinned so labels never touch."""
+    labels: dict[int, str] = {}
+    exponents = list(range(math.ceil(lo), math.floor(hi) + 1))
+    stride = max(1, math.ceil(len(exponents) / max(1, (rows + 1) // 2)))
+    for exponent in exponents[::-1][::stride]:
+        row = min(rows - 1, int((exponent - lo) / (hi - lo) * rows))
+        if row not in labels and row - 1 not in labels and row + 1 not in labels:
+            labels[row] = power_label(exponent)
+    return labels
+
+
+def _value_label(value, slot: int) -> str:
+    return short_number(value, max(slot - 1, 1))

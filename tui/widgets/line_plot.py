@@ -1,0 +1,146 @@
+"""The base of the plotext line plots: axes, decimation, non-finite markers, legend.
+
+Each subclass turns the history into a few `Line`s in axis units (already log
+or symlog transformed); this class draws them with plotext, sets ticks the
+way a person writes them, and marks every NaN/inf point on the top edge in
+the line's colour with a label at the first one, so nothing is silently
+dropped. The legend lives in the panel's bottom border.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from textual.app import ComposeResult
+from textual_plotext import PlotextPlot
+
+from tui.plotting import (
+    NONFINITE_MARK,
+    padded_range,
+    rich_color,
+    step_label,
+    step_ticks,
+)
+from tui.widgets.panel import FrameContext, HistoryPanel
+
+# Columns plotext takes for the y tick labels and the axis; the rest is data.
+_Y_LABEL_WIDTH = 7
+
+
+@dataclass
+class Line:
+    """One series in axis units: drawn points, and the steps where it was NaN/inf."""
+
+    name: str
+    color: tuple[int, int, int]
+    x: np.ndarray
+    y: np.ndarray
+    bad_x: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    marker: str = "braille"
+    legend: bool = True  # raw lines share their layer's legend entry
+
+
+class LinePlotPanel(HistoryPanel):
+    """A plotext plot of some series over steps; subclasses provide `lines` and `y_axis`."""
+
+    X_LABEL = "step"
+    Y_LABEL = ""
+    DEFAULT_CSS = """
+    LinePlotPanel PlotextPlot { width: 1fr; height: 1fr; }
+    """
+
+    def compose(self) -> ComposeResult:
+        """The plotext surface."""
+        yield PlotextPlot()
+
+    def points(self, width: int) -> int:
+        """How many points a series is decimated to: one per data column."""
+        return max(8, width - _Y_LABEL_WIDTH)
+
+    def lines(self, ctx: FrameContext, points: int) -> list[Line]:
+        """The series to draw, in axis units."""
+        raise NotImplementedError
+
+    def y_axis(self, lo: float, hi: float, ticks: int) -> tuple[list[float], list[str]]:
+        """Tick positions and labels for y limits lo..hi (axis units)."""
+        raise NotImplementedError
+
+    def legend_extra(self, ctx: FrameContext) -> str:
+        """Markup appended to the layer legend (e.g. the raw/applied key)."""
+        return ""
+
+    def draw(self, ctx: FrameContext, width: int, height: int) -> None:
+        """Build the plotext figure; plotext renders it at the next paint."""
+        plot: PlotextPlot = self.surface
+        plt = plot.plt
+        plt.clear_figure()
+        plt.xaxes(True, False)
+        plt.yaxes(True, False)
+        plt.xlabel(self.X_LABEL)
+        plt.ylabel(self.Y_LABEL)
+        lines = self.lines(ctx, self.points(width))
+        self.border_subtitle = self._legend(ctx, lines)
+        drawn = [line for line in lines if len(line.x)]
+        all_x = [line.x for line in lines if len(line.x)] + [
+            line.bad_x for line in lines if len(line.bad_x)
+        ]
+        if not all_x:
+            plt.xlim(0, 1)
+            plt.ylim(0, 1)
+            plt.xticks([0], ["0"])
+            plt.yticks([], [])
+            plt.text("no steps yet: space runs, n steps one", 0.5, 0.5, alignment="center")
+            plot.refresh()
+            return
+        xs = np.concatenate(all_x)
+        x_lo, x_hi = float(xs.min()), float(xs.max())
+        if x_hi <= x_lo:
+            x_lo, x_hi = x_lo - 1, x_hi + 1
+        if drawn:
+            ys = np.concatenate([line.y for line in drawn])
+            y_lo, y_hi = padded_range(float(ys.min()), float(ys.max()))
+        else:
+            y_lo, y_hi = -1.0, 1.0
+        rows = max(height - 3, 1)  # the axis, tick labels and axis labels take 3
+        top = y_hi + (y_hi - y_lo) / max(rows, 1)  # a spare row for NaN markers
+        plt.xlim(x_lo, x_hi)
+        plt.ylim(y_lo, top)
+        x_ticks, x_labels = step_ticks(x_lo, x_hi, max(2, (width - _Y_LABEL_WIDTH) // 9))
+        plt.xticks(x_ticks, x_labels)
+        y_ticks, y_labels = self.y_axis(y_lo, y_hi, max(2, rows // 2 + 1))
+        plt.yticks(y_ticks, y_labels)
+        for line in drawn:
+            if len(line.x) == 1:
+                plt.scatter(line.x.tolist(), line.y.tolist(), marker="●", color=line.color)
+            else:
+                plt.plot(line.x.tolist(), line.y.tolist(), marker=line.marker, color=line.color)
+        firsts: dict[float, list[Line]] = {}
+        for line in lines:
+            if len(line.bad_x):
+                marks = line.bad_x.tolist()
+                plt.scatter(marks, [top] * len(marks), marker=NONFINITE_MARK, color=line.color)
+                firsts.setdefault(marks[0], []).append(line)
+        # A decimated point stands for a span of steps; its step is then approximate.
+        exact = not drawn or all(len(line.x) < 2 or line.x[-1] - line.x[-2] <= 1 for line in drawn)
+        for first, group in sorted(firsts.items()):
+            # One label per step, naming every line that first went bad there.
+            names = " ".join(dict.fromkeys(line.name for line in group))
+            label = f"{names} NaN@{'' if exact else '~'}{step_label(first)}"
+            right = (first - x_lo) / (x_hi - x_lo) > 0.5  # keep the label inside the plot
+            plt.text(
+                label, first, top, color=group[0].color, alignment="right" if right else "left"
+            )
+        plot.refresh()
+
+    def _legend(self, ctx: FrameContext, lines: list[Line]) -> str:
+        parts = []
+        for line in lines:
+            if line.legend:
+                parts.append(f"[{rich_color(line.color)}]━[/]{line.name}")
+        if any(len(line.bad_x) for line in lines):
+            parts.append(f"[bold red]{NONFINITE_MARK}[/]NaN/inf")
+        extra = self.legend_extra(ctx)
+        if extra:
+            parts.append(extra)
+        return " ".join(parts)
