@@ -1,0 +1,338 @@
+"""The dashboard: a TrainingSession in the background, its history drawn on a timer.
+
+Data flows one way: the session thread appends records to a bounded History;
+a timer here (at most `fps` times a second) reads a status snapshot and
+hands every visible HistoryPanel a FrameContext; each panel redraws only if
+its part of the history moved. Nothing here runs in the training thread and
+the session never calls back. Controls are plain method calls on the session.
+Torch is never imported on this thread: the session imports it in its own,
+and a warm-up thread starts that import while the first frame is painted.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, Vertical
+from textual.events import Resize
+from textual.timer import Timer
+from textual.widgets import ContentSwitcher, Footer, Static
+
+from engine.config import RunConfig
+from engine.presets import PRESETS
+from engine.session import ERROR, FINISHED, RUNNING, STOPPED, TrainingSession
+from tui.layers import expected_layers
+from tui.messages import FormChanged, PresetChosen
+from tui.widgets.config_form import ConfigForm
+from tui.widgets.control_bar import ControlBar
+from tui.widgets.flow_bars import FlowBars
+from tui.widgets.grad_mean_plot import GradMeanPlot
+from tui.widgets.grad_norm_plot import GradNormPlot
+from tui.widgets.histogram_panel import HistogramPanel
+from tui.widgets.loss_plot import LossPlot
+from tui.widgets.panel import FrameContext, HistoryPanel
+from tui.widgets.sidebar import Sidebar
+from tui.widgets.status_bar import StatusBar
+
+SPEEDS: tuple[float | None, ...] = (1, 2, 5, 10, 20, 50, 100, 200, None)  # None: unlimited
+SIDEBAR_MIN_WIDTH = 100  # below this the side panel starts hidden (c shows it)
+MIN_SIZE = (40, 12)  # below this only a "terminal too small" message is shown
+
+
+def _warm_torch() -> None:
+    """Import the trainer (torch, sklearn) off the UI thread so the first step is quick."""
+    try:
+        import engine.trainer  # noqa: F401
+    except Exception:  # the session reports import errors itself, in its state
+        pass
+
+
+def run_label(config: RunConfig, preset: str | None) -> str:
+    """How the status line names a run: the preset, plus any field changed from it.
+
+    The device is left out: the same experiment on another device is still the preset.
+    """
+    if preset is None or preset not in PRESETS:
+        matches = [
+            n for n, p in PRESETS.items() if p.config.replace(device=config.device) == config
+        ]
+        return matches[0] if matches else "custom config"
+    base = PRESETS[preset].config
+    changed = [
+        f"{name}={getattr(config, name)}"
+        for name in config.to_dict()
+        if name != "device" and getattr(config, name) != getattr(base, name)
+    ]
+    return preset if not changed else f"{preset} + {', '.join(changed)}"
+
+
+class GradTUI(App):
+    """gradtui's dashboard; the CLI and the tests build it the same way."""
+
+    CSS_PATH = "gradtui.tcss"
+    TITLE = "gradtui"
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS = [
+        Binding("space", "toggle_run", "Run/Pause"),
+        Binding("n", "step", "Step"),
+        Binding("r", "reset", "Reset"),
+        Binding("q", "quit_app", "Quit"),
+        Binding("minus", "slower", "Slower", key_display="-"),
+        Binding("plus,equals_sign", "faster", "Faster", key_display="+"),
+        Binding("d", "toggle_view", "Histograms"),
+        Binding("c", "toggle_sidebar", "Config"),
+    ]
+
+    def __init__(self, config: RunConfig, preset: str | None = None, fps: int = 10) -> None:
+        super().__init__()
+        self.fps = max(1, int(fps))
+        self.speed: float | None = None  # the session's max_steps_per_second
+        self.show_rate = True  # snapshot tests turn the measured steps/s off
+        self.view = "gradients"
+        self.form_preset = preset  # the preset last loaded into the form
+        self.session = TrainingSession(config, max_steps_per_second=self.speed)
+        self.session_label = run_label(config, preset)
+        self.frame_ms = 0.0  # cost of the last frame's drawing, for benchmarks
+        self._retired: list[TrainingSession] = []
+        self._sidebar_choice: bool | None = None  # None: by terminal width
+        self._panels: list[HistoryPanel] = []
+        self._timer: Timer | None = None
+        self._warm: threading.Thread | None = None
+
+    # -- layout ----------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        """Side panel, then status, controls and the switchable views."""
+        yield Sidebar(self.session.config, self.form_preset, id="sidebar")
+        with Vertical(id="main"):
+            yield StatusBar(id="status")
+            yield ControlBar(id="controls")
+            with ContentSwitcher(initial="gradients", id="views"):
+                with Grid(id="gradients"):
+                    yield LossPlot(id="loss")
+                    yield GradMeanPlot(id="grad-mean")
+                    yield GradNormPlot(id="grad-norm")
+                    yield FlowBars(id="flow")
+                with Horizontal(id="distributions"):
+                    for kind in ("weight", "act", "grad"):
+                        yield HistogramPanel(kind, id=f"hist-{kind}")
+        yield Static(
+            f"terminal too small: gradtui needs at least {MIN_SIZE[0]}×{MIN_SIZE[1]}",
+            id="too-small",
+        )
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        """Start the frame timer and the torch warm-up; paint the first frame."""
+        self._panels = list(self.query(HistoryPanel))
+        self._status_bar = self.query_one(StatusBar)
+        self._control_bar = self.query_one(ControlBar)
+        self._apply_size(self.size.width, self.size.height)
+        self._timer = self.set_interval(1 / self.fps, self.refresh_frame)
+        self._warm = threading.Thread(target=_warm_torch, name="gradtui-warm", daemon=True)
+        self._warm.start()
+        self.query_one("#presets").focus()
+        self.call_after_refresh(self.refresh_frame)
+
+    def on_resize(self, event: Resize) -> None:
+        """Show or hide the side panel and the too-small message for the new size."""
+        self._apply_size(event.size.width, event.size.height)
+
+    def _apply_size(self, width: int, height: int) -> None:
+        screen = self.screen
+        screen.set_class(width < MIN_SIZE[0] or height < MIN_SIZE[1], "-too-small")
+        show = self._sidebar_choice
+        if show is None:
+            show = width >= SIDEBAR_MIN_WIDTH
+        screen.set_class(show, "-sidebar")
+        sidebar = self.query_one(Sidebar)
+        sidebar.styles.width = (
+            42 if width >= 180 else 38 if width >= 140 else 36 if width >= 100 else 32
+        )
+
+    # -- frames ----------------------------------------------------------------
+    def frame_context(self) -> FrameContext:
+        """A consistent snapshot of the session for one frame."""
+        session = self.session
+        status = session.status()
+        history = session.history
+        version = history.version
+        layers = status.layer_names or tuple(history.layer_names)
+        layers = layers or expected_layers(session.config)
+        return FrameContext(history, status, session.config, tuple(layers), version)
+
+    def refresh_frame(self, force: bool = False) -> None:
+        """One frame: the status line always; each visible panel if its data moved."""
+        started = time.perf_counter()
+        ctx = self.frame_context()
+        history = ctx.history
+        self._status_bar.show(
+            ctx.status,
+            ctx.config,
+            self.session_label,
+            history.latest,
+            history.latest_captured,
+            self.speed,
+            self.show_rate,
+        )
+        self._control_bar.show(ctx.status.state == RUNNING, self.speed, self.view)
+        for panel in self._panels:
+            if all(node.display for node in panel.ancestors_with_self if hasattr(node, "display")):
+                panel.update_frame(ctx, force)
+        self.frame_ms = (time.perf_counter() - started) * 1000
+
+    @property
+    def drawn_version(self) -> int | None:
+        """The history version the loss plot last drew (tests wait on it)."""
+        key = self.query_one(LossPlot)._drawn_key
+        return None if key is None else key[0][1]
+
+    # -- actions ---------------------------------------------------------------
+    def action_toggle_run(self) -> None:
+        """Space: start or pause the training."""
+        state = self.session.status().state
+        if state in (FINISHED, STOPPED, ERROR):
+            self.notify(f"the run is {state}: r starts it again", severity="warning")
+            return
+        self.session.toggle()
+        self.refresh_frame()
+
+    def action_step(self) -> None:
+        """n: train exactly one more step."""
+        state = self.session.status().state
+        if state in (FINISHED, STOPPED, ERROR):
+            self.notify(f"the run is {state}: r starts it again", severity="warning")
+            return
+        self.session.step()
+
+    def action_reset(self) -> None:
+        """r: a fresh session with the form's config, unless the form is invalid."""
+        form = self.query_one(ConfigForm)
+        config = form.validate()
+        if config is None:
+            reasons = "; ".join(f"{k}: {v}" for k, v in form.errors.items())
+            self.notify(f"not reset, the form is invalid: {reasons}", severity="error")
+            self.bell()
+            return
+        session = TrainingSession(config, max_steps_per_second=self.speed)
+        self.use_session(session, run_label(config, self.form_preset))
+
+    def use_session(self, session: TrainingSession, label: str) -> None:
+        """Show `session` from now on; the old one is stopped off the UI thread.
+
+        Reset uses it; so can a benchmark that hands in a prepared history.
+        """
+        old = self.session
+        self.session = session
+        self.session_label = label
+        session.max_steps_per_second = self.speed
+        if old is not session:
+            self._retire(old)
+        self._update_form_notice()
+        self.refresh_frame(force=True)
+
+    def _retire(self, session: TrainingSession) -> None:
+        """Stop an old session without blocking the UI (it may be importing torch)."""
+        if session.alive:
+            self._retired.append(session)
+            threading.Thread(target=session.stop, name="gradtui-stop", daemon=True).start()
+
+    def action_quit_app(self) -> None:
+        """q: stop the training thread (joined within a second) and leave."""
+        if self._timer is not None:
+            self._timer.stop()
+        self.stop_sessions(timeout=1.0)
+        self.exit()
+
+    def stop_sessions(self, timeout: float = 1.0) -> bool:
+        """Stop and join every session this app started; True when all have ended."""
+        deadline = time.monotonic() + timeout
+        ended = True
+        for session in [self.session, *self._retired]:
+            remaining = max(0.0, deadline - time.monotonic())
+            ended = session.stop(timeout=remaining) and ended
+        return ended
+
+    def run(self, *args, **kwargs):
+        """Run the dashboard; after it closes, let a torch import in flight finish.
+
+        A thread still importing torch when the interpreter shuts down can
+        abort the process ("terminate called without an active exception"),
+        so a quit pressed while torch loads waits for the import, not the UI.
+        """
+        try:
+            return super().run(*args, **kwargs)
+        finally:
+            self.join_background(timeout=60.0)
+
+    def join_background(self, timeout: float) -> None:
+        """Join the warm-up and every session thread (each stops at its next chance)."""
+        deadline = time.monotonic() + timeout
+        for session in [self.session, *self._retired]:
+            session.stop(timeout=max(0.0, deadline - time.monotonic()))
+        if self._warm is not None:
+            self._warm.join(max(0.0, deadline - time.monotonic()))
+
+    def on_unmount(self) -> None:
+        """However the app ends (ctrl+c included), leave no training thread running."""
+        if self._timer is not None:
+            self._timer.stop()
+        self.stop_sessions(timeout=1.0)
+
+    def action_slower(self) -> None:
+        """-: a lower steps-per-second limit."""
+        self._set_speed(max(SPEEDS.index(self.speed) - 1, 0))
+
+    def action_faster(self) -> None:
+        """+: a higher limit, up to unlimited."""
+        self._set_speed(min(SPEEDS.index(self.speed) + 1, len(SPEEDS) - 1))
+
+    def _set_speed(self, index: int) -> None:
+        self.speed = SPEEDS[index]
+        self.session.max_steps_per_second = self.speed
+        self.refresh_frame()
+
+    def action_toggle_view(self) -> None:
+        """d: the gradient plots or the per-layer histograms."""
+        self.view = "distributions" if self.view == "gradients" else "gradients"
+        self.query_one("#views", ContentSwitcher).current = self.view
+        self.call_after_refresh(self.refresh_frame)
+
+    def action_toggle_sidebar(self) -> None:
+        """c: show or hide the presets and the config form."""
+        self._sidebar_choice = not self.screen.has_class("-sidebar")
+        self._apply_size(self.size.width, self.size.height)
+        if self._sidebar_choice:
+            self.query_one("#presets").focus()
+        self.call_after_refresh(self.refresh_frame)
+
+    def action_leave_field(self) -> None:
+        """escape: leave a form field, so the keys control the run again."""
+        self.screen.set_focus(None)
+
+    # -- messages from the widgets ----------------------------------------------
+    def on_preset_chosen(self, message: PresetChosen) -> None:
+        """Load the preset into the form and explain it; r applies it."""
+        preset = PRESETS[message.name]
+        self.form_preset = preset.name
+        self.query_one(ConfigForm).load(preset.config)
+        self.query_one(Sidebar).explain(preset.name)
+        self._update_form_notice()
+
+    def on_form_changed(self, message: FormChanged) -> None:
+        """Say whether the form is invalid, or differs from what runs."""
+        self._update_form_notice()
+
+    def _update_form_notice(self) -> None:
+        form = self.query_one(ConfigForm)
+        sidebar = self.query_one(Sidebar)
+        if form.errors:
+            names = ", ".join(form.errors)
+            sidebar.notice(f"✖ invalid {names}: reset refused until fixed", "error")
+        elif form.config is not None and form.config != self.session.config:
+            label = run_label(form.config, self.form_preset)
+            sidebar.notice(f"● r resets with: {label}", "pending")
+        else:
+            sidebar.notice("")

@@ -1,0 +1,66 @@
+"""The side panel: the preset list, the chosen preset's story, and the config form."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.widgets import Label, Static
+
+from engine.config import RunConfig
+from engine.presets import PRESETS
+from tui.widgets.config_form import ConfigForm
+from tui.widgets.preset_list import PresetList
+
+
+class Sidebar(VerticalScroll):
+    """Presets on top, the form below, one scroll; the app shows or hides the panel.
+
+    One scroll rather than fixed sections, so the form stays reachable at 24
+    rows: focusing a field scrolls it into view.
+    """
+
+    DEFAULT_CSS = """
+    Sidebar { width: 36; height: 1fr; border-right: tall $panel-lighten-1; scrollbar-size-vertical: 1; }
+    Sidebar .heading { text-style: bold; color: $accent; }
+    Sidebar #explanation { height: auto; color: $text-muted; margin: 0 0 0 0; }
+    Sidebar #form-notice { height: auto; display: none; }
+    Sidebar #form-notice.-shown { display: block; }
+    Sidebar #form-notice.-error { color: $error; text-style: bold; }
+    Sidebar #form-notice.-pending { color: $warning; }
+    """
+
+    def __init__(self, config: RunConfig, preset: str | None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._config = config
+        self._preset = preset
+
+    def compose(self) -> ComposeResult:
+        """Headings, the list, the explanation, the form and its notice line."""
+        yield Label("Presets (enter loads into the form)", classes="heading")
+        yield PresetList(self._preset, id="presets")
+        yield Static(id="explanation")
+        yield Label("Config (r resets with it)", classes="heading")
+        yield Static(id="form-notice")
+        yield ConfigForm(self._config, id="form")
+
+    def on_mount(self) -> None:
+        """Explain the starting preset."""
+        self.explain(self._preset)
+
+    def explain(self, name: str | None) -> None:
+        """Show a preset's title and two-line explanation (or nothing)."""
+        text = Text()
+        preset = PRESETS.get(name) if name else None
+        if preset is not None:
+            text.append(f"{preset.name}: {preset.title}\n", style="bold")
+            text.append(preset.explanation)
+        self.query_one("#explanation", Static).update(text)
+
+    def notice(self, message: str, kind: str = "") -> None:
+        """A line above the form: why a reset is refused, or that one is pending."""
+        notice = self.query_one("#form-notice", Static)
+        notice.update(message)
+        notice.set_class(bool(message), "-shown")
+        notice.set_class(kind == "error", "-error")
+        notice.set_class(kind == "pending", "-pending")

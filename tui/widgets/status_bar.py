@@ -1,0 +1,120 @@
+"""The status line: what runs, how far, how fast, what clipping does, and the alarm.
+
+A plain Static re-rendered from a status snapshot; it only repaints when its
+text changes. The red alarm names the first non-finite step and layer, or
+the exception that ended the training thread.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from engine.config import RunConfig
+from engine.records import StepRecord
+from engine.session import ERROR, SessionStatus
+from tui.plotting import format_number
+
+_STATE_ICONS = {
+    "idle": "■",
+    "preparing": "…",
+    "running": "▶",
+    "paused": "‖",
+    "finished": "✔",
+    "stopped": "■",
+    "error": "✖",
+}
+
+
+def capture_policy(config: RunConfig) -> str:
+    """The sampling policy in words, e.g. 'stats every step, activations every 10'."""
+    stats = "every step" if config.capture_every == 1 else f"every {config.capture_every}"
+    acts = "every step" if config.activation_every == 1 else f"every {config.activation_every}"
+    return f"capture: stats {stats}, activations {acts}"
+
+
+def clip_summary(config: RunConfig, latest: StepRecord | None, captured: StepRecord | None) -> str:
+    """The clipping mode and, once steps exist, what it changed on the latest one."""
+    mode = {
+        "none": "none",
+        "value": f"value ±{format_number(config.clip_value)} after backward",
+        "norm": f"norm ≤{format_number(config.max_norm)} (L{config.norm_type}) after backward",
+        "hook": f"hook clamp ±{format_number(config.clip_value)} during backward",
+        "timestep": f"timestep clamp ±{format_number(config.clip_value)}",
+    }.get(config.clip, config.clip)
+    text = f"clip: {mode}"
+    if config.clip == "none" or latest is None:
+        return text
+    if captured is not None and captured.clipped_frac is not None:
+        text += f" · {captured.clipped_frac:.0%} of elements clipped"
+    text += (
+        f" · total ‖g‖ {format_number(latest.grad_norm)}"
+        f" → {format_number(latest.grad_norm_clipped)}"
+    )
+    return text
+
+
+class StatusBar(Static):
+    """Two lines of run state, plus a red alarm line once something went wrong."""
+
+    DEFAULT_CSS = """
+    StatusBar { height: auto; padding: 0 1; background: $boost; }
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("", **kwargs)
+        self._last_plain = ""
+        self.alarm = ""  # the alarm line's text, for tests and summaries
+
+    def show(
+        self,
+        status: SessionStatus,
+        config: RunConfig,
+        preset: str,
+        latest: StepRecord | None,
+        captured: StepRecord | None,
+        speed: float | None,
+        show_rate: bool = True,
+    ) -> None:
+        """Update from a snapshot; repaints only when the text changed."""
+        text = Text(no_wrap=False)
+        icon = _STATE_ICONS.get(status.state, "?")
+        text.append(f"{icon} {status.state.upper()}", style="bold")
+        text.append(f"  {preset}", style="bold cyan")
+        # A count of steps trained; plots and the alarm name steps by index (from 0).
+        total = f"/{status.total_steps}" if status.total_steps else ""
+        text.append(f"  trained {status.step}{total} steps")
+        epoch = status.epoch + 1 if status.step else 0
+        text.append(f"  epoch {epoch}/{config.epochs}")
+        loss = format_number(latest.loss, 4) if latest is not None else "—"
+        bad_loss = latest is not None and loss in ("NaN", "inf", "-inf")
+        text.append("  loss ")
+        text.append(loss, style="bold red" if bad_loss else "bold")
+        if status.device:
+            text.append(f"  on {status.device}", style="dim")
+        text.append("\n")
+        rate = f"{status.steps_per_second:.1f}" if show_rate else "—"
+        limit = "" if not speed else f" (limit {format_number(speed)})"
+        text.append(f"{rate} steps/s{limit} │ ")
+        text.append(clip_summary(config, latest, captured))
+        text.append(f" │ {capture_policy(config)}", style="dim")
+        self.alarm = _alarm(status, config)
+        if self.alarm:
+            text.append("\n")
+            text.append(f" {self.alarm} ", style="bold white on red")
+        plain = text.plain + repr(text.spans)
+        if plain != self._last_plain:
+            self._last_plain = plain
+            self.update(text)
+
+
+def _alarm(status: SessionStatus, config: RunConfig) -> str:
+    if status.state == ERROR:
+        return f"✖ training failed: {status.error} — fix the config, then r resets"
+    nf = status.first_nonfinite
+    if nf is None:
+        return ""
+    then = {"pause": "paused", "stop": "stopped", "continue": "going on"}.get(
+        config.on_nonfinite, ""
+    )
+    return f"✖ NaN/inf at step {nf.step} in {nf.layer} (first non-finite {nf.what}) — {then}"
