@@ -1,0 +1,87 @@
+"""The dashboard is usable at 80×24, uses the room at 200×60, and says when it is too small."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from engine.presets import PRESETS
+from tui.app import GradTUI
+from tui.testing import press_step, screen_text, wait_for_frame
+
+PLOTS = ("#loss", "#grad-mean", "#grad-norm", "#flow")
+HISTOGRAMS = ("#hist-weight", "#hist-act", "#hist-grad")
+TITLES = (
+    "Loss per step",
+    "Gradient mean per layer",
+    "Gradient norm per layer",
+    "Gradient flow now",
+)
+
+
+def _assert_visible(app, selectors, min_width, min_height):
+    screen = app.screen.region
+    for selector in selectors:
+        panel = app.query_one(selector)
+        region = panel.region
+        assert region.width >= min_width and region.height >= min_height, (selector, region)
+        assert screen.contains_region(region), (selector, region)
+
+
+@pytest.mark.parametrize(("size", "sidebar"), [((80, 24), False), ((200, 60), True)])
+def test_resizing_keeps_every_plot_visible(size, sidebar):
+    async def scenario():
+        app = GradTUI(PRESETS["sigmoid-normal"].config, "sigmoid-normal")
+        async with app.run_test(size=(120, 40)) as pilot:
+            await press_step(pilot, app)
+            await pilot.resize_terminal(*size)
+            await pilot.pause()
+            await wait_for_frame(pilot, app)
+            app.refresh_frame()
+            await pilot.pause()
+            width, height = size
+            # 80×24: plots of at least 38×8 cells; 200×60: they grow to use the room.
+            least = (38, 8) if width == 80 else (75, 25)
+            _assert_visible(app, PLOTS, *least)
+            text = screen_text(app)
+            assert all(title in text for title in TITLES)
+            assert app.query_one("#sidebar").display == sidebar
+            await pilot.press("d")
+            await pilot.pause()
+            await wait_for_frame(pilot, app)
+            views = app.query_one("#views").region
+            _assert_visible(app, HISTOGRAMS, views.width // 3 - 1, views.height)
+            assert "Gradients · step 0" in screen_text(app)
+
+    asyncio.run(scenario())
+
+
+def test_the_side_panel_can_be_shown_at_80_columns_and_plots_stay_visible():
+    async def scenario():
+        app = GradTUI(PRESETS["exploding"].config, "exploding")
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for_frame(pilot, app)
+            assert not app.query_one("#sidebar").display
+            await pilot.press("c")
+            await pilot.pause()
+            assert app.query_one("#sidebar").display
+            _assert_visible(app, PLOTS, 12, 6)
+            text = screen_text(app)
+            assert "sigmoid-normal" in text and "Presets" in text
+
+    asyncio.run(scenario())
+
+
+def test_a_tiny_terminal_gets_a_clear_message():
+    async def scenario():
+        app = GradTUI(PRESETS["sigmoid-normal"].config, "sigmoid-normal")
+        async with app.run_test(size=(36, 10)) as pilot:
+            await pilot.pause()
+            assert "terminal too small" in screen_text(app)
+            await pilot.resize_terminal(100, 30)
+            await pilot.pause()
+            await pilot.pause()
+            assert "terminal too small" not in screen_text(app)
+
+    asyncio.run(scenario())
