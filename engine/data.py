@@ -15,18 +15,20 @@ def ball_dataset(n_points: int = 1000, n_dims: int = 10, seed: int = 13):
     """Points inside a ball, labelled by whether |sum(x)| exceeds half the radius.
 
     The source's generator exactly (numpy only, reseeded before the shuffle).
+    A private RandomState(seed) draws what `np.random.seed(seed)` then the
+    global functions would, without touching the global state that a second
+    session (the compare view) may be seeding in another thread.
     """
-    np.random.seed(seed)
+    rng = np.random.RandomState(seed)
     radius = np.sqrt(n_dims)
-    points = np.random.normal(size=(n_points, n_dims))
+    points = rng.normal(size=(n_points, n_dims))
     sphere = radius * points / np.linalg.norm(points, axis=1).reshape(-1, 1)
-    X = sphere * np.random.uniform(size=(n_points, 1)) ** (1 / n_dims)
+    X = sphere * rng.uniform(size=(n_points, 1)) ** (1 / n_dims)
     adjustment = 1 / np.std(X)
     radius *= adjustment
     X *= adjustment
     y = (np.abs(np.sum(X, axis=1)) > (radius * 0.5)).astype(int)
-    np.random.seed(seed)
-    shuffled = np.random.permutation(n_points)
+    shuffled = np.random.RandomState(seed).permutation(n_points)
     return X[shuffled], y[shuffled]
 
 
@@ -40,8 +42,10 @@ def regression_dataset(n_samples: int = 1000, n_features: int = 10):
 def sequence_dataset(n_samples: int, n_features: int, seq_len: int, seed: int = 7):
     """Noisy sequences whose target is the sum of the first step's features.
 
-    The answer lies at the start of a long sequence, so its gradient must travel
-    back through every time step: the setting where gradients explode in time.
+    Every step is N(0, 1) noise and only the first one matters (with one
+    feature: "recall the first number"), so the loss's gradient must travel
+    back through every time step to reach it: where gradients explode or
+    vanish in time. Draws from a private generator, never the global one.
     """
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n_samples, seq_len, n_features))
