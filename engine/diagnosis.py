@@ -27,9 +27,8 @@ from engine.diagnosis_facts import RunFacts, finite, fmt, module_of, ratio
 from engine.history import History
 from engine.records import NonFinite, StepRecord
 
-EXPLODING, CLIPPING, DEAD, VANISHING, SATURATED, HEALTHY, WAITING = (
-    "exploding", "clipping", "dead", "vanishing", "saturated", "healthy", "waiting",
-)  # fmt: skip
+EXPLODING, CLIPPING, DEAD = "exploding", "clipping", "dead"
+VANISHING, SATURATED, HEALTHY, WAITING = "vanishing", "saturated", "healthy", "waiting"
 VERDICTS = (EXPLODING, CLIPPING, DEAD, VANISHING, SATURATED, HEALTHY, WAITING)
 
 GROWTH = 1e3  # total norm / first norm, or |dL/dh_1| / |dL/dh_T|: exploding above
@@ -38,6 +37,12 @@ ACT_SHRINK = 3.0  # first / last hidden activation std: vanishing above
 DEAD_ZERO = 0.9  # fraction of zero ReLU outputs in a hidden layer: dead above
 SATURATION = 0.6  # fraction of sigmoid/tanh outputs at a bound: saturated above
 TYPICAL_UPDATE = 1e-3  # lr * |grad| / |w| of a layer that learns at a sane pace
+
+# The slides' remedies, naming the config keys to turn.
+GAIN = "a recurrent gain near 1 (init_std ≈ 1/√hidden_units)"
+LOWER_LR = "lower the learning rate"
+BATCH_NORM = "batch norm (batch_norm=true)"
+LEAKY = "leaky_relu keeps a gradient for negative inputs"
 
 
 @dataclass(frozen=True)
@@ -70,9 +75,13 @@ def diagnose(
         if found is not None:
             verdict, headline, evidence, remedies = found
             return Diagnosis(
-                verdict, f"{verdict}: {headline}", tuple(evidence), tuple(remedies), notes,
+                verdict,
+                f"{verdict}: {headline}",
+                tuple(evidence),
+                tuple(remedies),
+                notes,
                 history.latest.step,
-            )  # fmt: skip
+            )
     return Diagnosis(HEALTHY, f"healthy: {_healthy(facts)}", (), (), notes, history.latest.step)
 
 
@@ -126,7 +135,7 @@ def _exploding(f: RunFacts):
             if now < 1 / GROWTH:
                 evidence.append(
                     f"now |dL/dh_1| is {fmt(now)} of |dL/dh_{f.time_steps}|: "
-                    "the jump pushed the cell into saturation"
+                    "after the jump no gradient reaches the early steps"
                 )
     bad = f.first_bad()
     if bad is not None:
@@ -146,12 +155,8 @@ def _exploding(f: RunFacts):
 
 def _explode_remedies(f: RunFacts) -> list[str]:
     if f.recurrent:
-        return [
-            "clip inside the recurrence (clip=timestep)",
-            "a recurrent gain near 1 (init_std ≈ 1/√hidden_units)",
-            "lower the learning rate",
-        ]
-    remedies = ["clip the gradient (clip=norm, value or hook)", "lower the learning rate"]
+        return ["clip inside the recurrence (clip=timestep)", GAIN, LOWER_LR]
+    remedies = ["clip the gradient (clip=norm, value or hook)", LOWER_LR]
     config = f.config
     if config is None or (config.dataset == "regression" and not config.standardize_target):
         remedies.append("standardize the target (standardize_target=true)")
@@ -164,16 +169,10 @@ def _dead(f: RunFacts):
         zero = stats.act_zero_frac if stats else None
         if zero is not None and zero > DEAD_ZERO:
             grad = f.grads[name].grad_norm if name in f.grads else None
-            return (
-                DEAD,
-                f"{zero:.0%} of {module_of(name)}'s activations are exactly zero",
-                [f"{name}'s gradient norm is {fmt(grad)}"],
-                [
-                    "lower the learning rate",
-                    "Kaiming init (init=kaiming_uniform)",
-                    "leaky_relu keeps a gradient for negative inputs",
-                ],
-            )
+            headline = f"{zero:.0%} of {module_of(name)}'s activations are exactly zero"
+            evidence = [f"{name}'s gradient norm is {fmt(grad)}"]
+            remedies = [LOWER_LR, "Kaiming init (init=kaiming_uniform)", LEAKY]
+            return DEAD, headline, evidence, remedies
     return None
 
 
@@ -186,11 +185,7 @@ def _vanishing(f: RunFacts):
             f"|dL/dh_1| is {fmt(now)} of |dL/dh_{f.time_steps}|: "
             "the loss no longer reaches the early time steps"
         )
-        remedies = [
-            "a recurrent gain near 1 (init_std ≈ 1/√hidden_units)",
-            "shorter sequences",
-            "gated cells (GRU, LSTM) carry gradients further",
-        ]
+        remedies = [GAIN, "shorter sequences", "gated cells (GRU, LSTM) carry gradients further"]
         return VANISHING, headline, _saturation(f), remedies
     pair = f.hidden_pair()
     if pair is None:
@@ -224,7 +219,7 @@ def _vanishing(f: RunFacts):
             f"{first} moves {fmt(update)} of its size per step (update/weight ratio; ~1e-3 is typical)"
         )
     matched = "Kaiming" if f.activation in ("relu", "leaky_relu") else "Xavier/Kaiming"
-    remedies = [f"{matched} init matched to the activation", "batch norm (batch_norm=true)"]
+    remedies = [f"{matched} init matched to the activation", BATCH_NORM]
     if f.activation == "sigmoid":
         remedies.append("ReLU or tanh instead of sigmoid")
     return VANISHING, headline, evidence, remedies
@@ -234,11 +229,7 @@ def _saturated(f: RunFacts):
     lines = _saturation(f)
     if not lines:
         return None
-    remedies = [
-        "smaller initial weights (Xavier init)",
-        "lower the learning rate",
-        "batch norm (batch_norm=true)",
-    ]
+    remedies = ["smaller initial weights (Xavier init)", LOWER_LR, BATCH_NORM]
     return SATURATED, lines[0], lines[1:], remedies
 
 

@@ -53,8 +53,9 @@ class RunFacts:
         self.hidden = self.layers[:-1]
         captured = history.latest_captured or history.latest
         self.grads: dict[str, LayerStats] = dict(captured.layers)
-        acts = history.latest_activations
-        self.acts: dict[str, LayerStats] = dict(acts.layers) if acts else {}
+        # Activations are taken every few steps; a record without them has None there.
+        acts = history.latest_activations or captured
+        self.acts: dict[str, LayerStats] = dict(acts.layers)
         self.grad = history.series("grad_norm", max_points=ALL)
         self.loss = history.series("loss", max_points=ALL)
         self.ts_steps, self.ts_rows = history.timestep_matrix()
