@@ -98,11 +98,15 @@ def diagnose_records(
 
 
 def summary_line(diagnosis: Diagnosis) -> str:
-    """One line for the end of a headless run: headline, notes, remedies."""
+    """One line for the end of a headless run: headline; notes — remedies.
+
+    E.g. "exploding: total gradient norm grew 4.2e13× in 10 steps; loss inf at
+    step 11 (fc1) — clip the gradient (clip=norm, value or hook), ...".
+    """
     line = "; ".join([diagnosis.headline, *diagnosis.notes])
     if diagnosis.remedies:
         line += " — " + ", ".join(diagnosis.remedies)
-    return f"diagnosis: {line}"
+    return line
 
 
 def describe(diagnosis: Diagnosis) -> str:

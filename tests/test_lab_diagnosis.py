@@ -76,7 +76,7 @@ def test_the_words_carry_the_numbers():
     assert f"at step {nonfinite.step} ({nonfinite.layer})" in d.headline
     assert any("standardize the target" in r for r in d.remedies)
     line = summary_line(d)
-    assert line.startswith("diagnosis: exploding: ") and "\n" not in line
+    assert line.startswith("exploding: ") and "\n" not in line
 
     history, config, _ = _run("clip-value", 3)
     d = diagnose(history, config)
@@ -108,7 +108,7 @@ def _record(step, loss=0.5, grad=1.0, layers=None, ts=None, clipped=None):
 def test_waiting_before_the_first_step():
     d = diagnose(History())
     assert d.verdict == "waiting" and d.step is None
-    assert summary_line(d) == "diagnosis: waiting: no training step yet"
+    assert summary_line(d) == "waiting: no training step yet"
 
 
 def test_nan_everywhere_never_crashes():
