@@ -212,3 +212,15 @@ def test_verdicts_and_number_format():
     }
     for value, text in cases.items():
         assert fmt(value) == text
+
+
+def test_lab_modules_for_the_ui_do_not_import_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, engine.diagnosis, engine.compare, engine.config_io\n"
+        "print(sorted(m for m in ('torch', 'textual', 'rich') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
