@@ -28,28 +28,30 @@ PRESET_KEY = "preset"  # optional: the preset whose config the file's keys chang
 def config_to_toml(config: RunConfig, title: str | None = None) -> str:
     """The config as TOML text: every field, in declaration order, documented.
 
-    `init_seed = None` has no TOML spelling, so it is written as a comment and
-    read back as the default (None).
+    TOML has no null: a None (`init_seed`) is written as the string "none",
+    which reads back as None whatever the base config.
     """
     lines = [f"# {title}" if title else "# gradtui run configuration"]
     lines.append("# Load with: gradtui --config FILE (keys left out keep their defaults)")
     for name, value in config.to_dict().items():
         comment = field_comment(name)
         tail = f"  # {comment}" if comment else ""
-        if value is None:
-            lines.append(f"# {name} = (none){tail}")
-        else:
-            lines.append(f"{name} = {_toml_value(value)}{tail}")
+        text = '"none"' if value is None else _toml_value(value)
+        lines.append(f"{name} = {text}{tail}")
     return "\n".join(lines) + "\n"
 
 
-def config_from_toml(text: str) -> RunConfig:
-    """Parse TOML text into a validated RunConfig (ConfigError on any problem)."""
+def config_from_toml(text: str, base: RunConfig | None = None) -> RunConfig:
+    """Parse TOML text into a validated RunConfig (ConfigError on any problem).
+
+    Keys the file leaves out come from `base` (default: RunConfig()), or from
+    the preset the file names.
+    """
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("config", f"not valid TOML: {exc}") from None
-    base = RunConfig()
+    base = base or RunConfig()
     if PRESET_KEY in data:
         from engine.presets import get_preset
 
@@ -75,14 +77,14 @@ def save_config(config: RunConfig, path: str | os.PathLike, title: str | None = 
     return target
 
 
-def load_config(path: str | os.PathLike) -> RunConfig:
-    """Read a config saved by `save_config` (or written by hand)."""
+def load_config(path: str | os.PathLike, base: RunConfig | None = None) -> RunConfig:
+    """Read a config saved by `save_config` (or written by hand) on top of `base`."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise ConfigError("config", f"cannot read {path}: {reason}") from None
-    return config_from_toml(text)
+    return config_from_toml(text, base)
 
 
 def _checked(key: str, value: Any) -> Any:
@@ -91,6 +93,8 @@ def _checked(key: str, value: Any) -> Any:
         known = ", ".join([PRESET_KEY, *FIELD_TYPES])
         raise ConfigError(key, f"unknown key (known: {known})")
     kind = FIELD_TYPES[key]
+    if kind.endswith("None") and isinstance(value, str) and value.lower() == "none":
+        return None
     if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
         return float(value)  # `lr = 1` is a fine way to write 1.0
     ok = {
@@ -135,7 +139,7 @@ def _expected(kind: str) -> str:
         "float": "a number",
         "str": "a string",
         "int": "an integer",
-        "int | None": "an integer",
+        "int | None": 'an integer or "none"',
     }.get(kind, kind)
 
 

@@ -13,9 +13,9 @@ def test_every_preset_round_trips(name, tmp_path):
     config = PRESETS[name].config
     path = save_config(config, tmp_path / f"{name}.toml", title=PRESETS[name].title)
     assert load_config(path) == config
-    # What we write is TOML any parser reads: every field but a None one.
+    # What we write is TOML any parser reads, None spelled "none".
     data = tomllib.loads(path.read_text())
-    expected = {k: v for k, v in config.to_dict().items() if v is not None}
+    expected = {k: "none" if v is None else v for k, v in config.to_dict().items()}
     assert data == expected
 
 
@@ -24,9 +24,21 @@ def test_the_file_documents_itself_and_handles_none():
     text = config_to_toml(config, "my run")
     assert text.startswith("# my run\n")
     assert "lr = 1e-05  # learning rate" in text
-    assert "# init_seed = (none)" in text
+    assert 'init_seed = "none"' in text
     assert config_from_toml(text) == config
     assert config_from_toml(config_to_toml(RunConfig(init_seed=0))).init_seed == 0
+
+
+def test_a_base_config_fills_what_the_file_leaves_out(tmp_path):
+    base = PRESETS["sigmoid-normal"].config
+    assert config_from_toml("lr = 0.5", base) == base.replace(lr=0.5)
+    # A saved file is complete: loading it over any base gives it back, None included.
+    saved = RunConfig(init_seed=None, activation="tanh")
+    path = save_config(saved, tmp_path / "run.toml")
+    assert load_config(path, base=base) == saved
+    assert config_from_toml('init_seed = "None"', base).init_seed is None
+    # A preset named in the file wins over the base.
+    assert config_from_toml('preset = "relu-kaiming"', base) == PRESETS["relu-kaiming"].config
 
 
 def test_a_preset_plus_changes():
@@ -47,6 +59,7 @@ def test_a_preset_plus_changes():
         ("epochs = 2.5", "epochs", "expected an integer"),
         ("batch_norm = 1", "batch_norm", "expected true or false"),
         ("seed = true", "seed", "expected an integer, got boolean"),
+        ('init_seed = "never"', "init_seed", 'expected an integer or "none"'),
         ('clip = "sometimes"', "clip", "must be one of"),
         ("lr = -1.0", "lr", "greater than 0"),
         ("lr = nan", "lr", "finite"),
