@@ -136,8 +136,8 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "rnn-exploding",
             "Tanh RNN, 60 steps: gradients explode in time",
-            "A tanh RNN recalls the first of 60 inputs; recurrent gain 2.8 grows dL/dh_t ~1e6x back in time.\n"
-            "Parameter clips (value/norm/hook) see the sum over time; clip=timestep clamps every step.",
+            "A tanh RNN recalls the first of 60 inputs; dL/dh_t grows ~1e6x back in time (gain 2.8).\n"
+            "Set clip: value/norm clip the sum over time, hook each step's part, timestep dL/dh_t.",
             _SEQUENCE,
         ),
     )

@@ -53,7 +53,7 @@ class Trainer:
         activation = "tanh" if config.model == "rnn" else config.activation
         self.probe = GradientProbe(
             self.model,
-            clip=make_clip(config.clip, config.clip_value, config.max_norm, config.norm_type),
+            clip=_clip_strategy(config, self.model),
             capture_every=config.capture_every,
             activation_every=config.activation_every,
             lr=config.lr,
@@ -120,3 +120,13 @@ class Trainer:
 
 def _finite(value: float | None) -> bool:
     return value is None or math.isfinite(value)
+
+
+def _clip_strategy(config: RunConfig, model: nn.Module):
+    if config.model == "rnn":
+        from engine.recurrent import clip_for
+
+        own = clip_for(config, model)
+        if own is not None:
+            return own
+    return make_clip(config.clip, config.clip_value, config.max_norm, config.norm_type)
