@@ -12,6 +12,7 @@ import pytest
 from engine.presets import DEFAULT_PRESET, PRESETS
 from tui.app import GradTUI
 from tui.layers import expected_layers
+from tui.plotting import short_name
 from tui.testing import press_step, screen_text, wait_for_frame
 
 
@@ -30,8 +31,8 @@ def test_every_preset_launches_and_its_first_frame_names_its_layers(name):
             for layer in layers:
                 assert f"━{layer}" in text, f"{layer} missing from the legends"
             flow = app.query_one("#flow")
-            flow_text = flow.surface._text.plain
-            assert all(layer in flow_text for layer in layers)
+            flow_text = flow.surface.cells.plain
+            assert all(short_name(layer, 9) in flow_text for layer in layers)
 
     asyncio.run(scenario())
 

@@ -101,6 +101,7 @@ class GradTUI(App):
         self._panels: list[HistoryPanel] = []
         self._timer: Timer | None = None
         self._warm: threading.Thread | None = None
+        self._settled: tuple | None = None  # (history, version) once every panel drew it
 
     # -- layout ----------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -178,16 +179,36 @@ class GradTUI(App):
             self.show_rate,
         )
         self._control_bar.show(ctx.status.state == RUNNING, self.speed, self.view)
-        for panel in self._panels:
-            if all(node.display for node in panel.ancestors_with_self if hasattr(node, "display")):
+        visible = [
+            panel
+            for panel in self._panels
+            if all(node.display for node in panel.ancestors_with_self if hasattr(node, "display"))
+        ]
+        heavy = []
+        for panel in visible:
+            if panel.HEAVY and not force:
+                heavy.append(panel)
+            else:
                 panel.update_frame(ctx, force)
+        # The plotext plots take turns: one redraw per frame, the stalest first,
+        # so a frame costs one plot whatever the run's length or the layer count.
+        stale = [panel for panel in heavy if panel.needs_draw(ctx)]
+        if stale:
+            min(stale, key=lambda panel: panel.drawn_at).update_frame(ctx)
+        settled = all(p._drawn_key is not None and not p.needs_draw(ctx) for p in visible)
+        self._settled = (ctx.history, ctx.version) if settled else None
         self.frame_ms = (time.perf_counter() - started) * 1000
 
     @property
     def drawn_version(self) -> int | None:
-        """The history version the loss plot last drew (tests wait on it)."""
-        key = self.query_one(LossPlot)._drawn_key
-        return None if key is None else key[0][1]
+        """The history version every visible panel has drawn, or None while some lag.
+
+        Tests and snapshots wait for it to equal `session.history.version`.
+        """
+        settled = self._settled
+        if settled is None or settled[0] is not self.session.history:
+            return None
+        return settled[1]
 
     # -- actions ---------------------------------------------------------------
     def action_toggle_run(self) -> None:

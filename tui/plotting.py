@@ -85,6 +85,16 @@ def short_number(value: float | None, width: int) -> str:
     return text[:width]
 
 
+def short_name(name: str, width: int) -> str:
+    """A layer name in `width` cells: whole, else its last dotted part, else cut with …."""
+    if len(name) <= width:
+        return name
+    tail = name.rsplit(".", 1)[-1]
+    if len(tail) <= width:
+        return tail
+    return tail[: max(width - 1, 0)] + "…" if width > 1 else tail[:width]
+
+
 def power_label(exponent: int) -> str:
     """The tick label of 10**exponent: 1e-6, 0.01, 0.1, 1, 10, 100, 1e3 … 1e26."""
     if -2 <= exponent <= 2:

@@ -115,3 +115,17 @@ def synthetic_history(steps: int, layers: int = 10, nan_at: int | None = None):
             )
         )
     return history
+
+
+def full_frame_ms(app) -> float:
+    """Milliseconds for one complete frame: every visible panel redrawn, the screen rendered.
+
+    A worst case: the app's timer only redraws panels whose data moved and
+    Textual repaints only what changed; this forces both for every panel.
+    """
+    import time
+
+    started = time.perf_counter()
+    app.refresh_frame(force=True)
+    app.screen._compositor.render_update(full=True)
+    return (time.perf_counter() - started) * 1000

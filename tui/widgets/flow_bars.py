@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import math
 
-from rich.text import Text
-
 from engine.records import StepRecord
-from tui.plotting import format_number, power_label, rich_color, short_number
-from tui.widgets.panel import FrameContext, HistoryPanel
+from tui.plotting import format_number, power_label, rich_color, short_name, short_number
+from tui.widgets.panel import Cells, FrameContext, HistoryPanel
 
 _BLOCKS = " ▁▂▃▄▅▆▇█"
 _GUTTER = 6  # tick labels and the axis line
@@ -82,11 +80,11 @@ def _log_range(bars) -> tuple[float, float]:
     return lo, max(hi, lo + 1)
 
 
-def render_bars(bars, layers, colors, width: int, height: int) -> Text:
+def render_bars(bars, layers, colors, width: int, height: int) -> Cells:
     """The bar chart as text: gutter with powers of ten, bars, names, values."""
-    text = Text(no_wrap=True, overflow="crop")
+    text = Cells()
     if not layers:
-        text.append("waiting for the model's layers…", style="dim")
+        text.append("waiting for the model's layers…", "dim")
         return text
     clipping = any(raw is not None for _, raw in bars.values())
     rows = max(height - (3 if clipping and height >= 5 else 2), 1)
@@ -94,11 +92,14 @@ def render_bars(bars, layers, colors, width: int, height: int) -> Text:
     slot = max(1, min((width - _GUTTER) // len(layers), 14))
     per_bar = 2 if clipping else 1
     bar_width = max(1, (slot - 1) // per_bar) if slot > 2 else 1
-    labels = _gutter_labels(lo, hi, rows)
+    finite = any(
+        v is not None and math.isfinite(v) and v > 0 for pair in bars.values() for v in pair
+    )
+    labels = _gutter_labels(lo, hi, rows) if finite else {}  # no scale without a finite bar
     for row in range(rows):
         from_bottom = rows - 1 - row
-        text.append(labels.get(from_bottom, "").rjust(_GUTTER - 1), style="dim")
-        text.append("┤" if from_bottom in labels else "│", style="dim")
+        text.append(labels.get(from_bottom, "").rjust(_GUTTER - 1), "dim")
+        text.append("┤" if from_bottom in labels else "│", "dim")
         for layer in layers:
             applied, raw = bars[layer]
             color = rich_color(colors[layer])
@@ -109,25 +110,28 @@ def render_bars(bars, layers, colors, width: int, height: int) -> Text:
             used = 0
             for char, style in cells:
                 style = "bold red" if char == "▓" else style
-                text.append(char * bar_width, style=style)
+                text.append(char * bar_width, style)
                 used += bar_width
             text.append(" " * (slot - used))
-        text.append("\n")
+        text.newline()
     text.append(" " * _GUTTER)
     for layer in layers:
-        text.append(layer[:slot].center(slot), style=f"bold {rich_color(colors[layer])}")
-    text.append("\n" + " " * _GUTTER)
+        name = short_name(layer, slot - 1 if slot >= 4 else slot)  # a gap when there is room
+        text.append(name.center(slot), f"bold {rich_color(colors[layer])}")
+    text.newline()
+    text.append(" " * _GUTTER)
     for layer in layers:
         applied, _ = bars[layer]
         label = _value_label(applied, slot)
         style = "bold red" if applied is not None and not math.isfinite(applied) else ""
-        text.append(label.center(slot), style=style)
+        text.append(label.center(slot), style)
     if clipping and height >= 5:
-        text.append("\n" + " " * _GUTTER)
+        text.newline()
+        text.append(" " * _GUTTER)
         for layer in layers:
             _, raw = bars[layer]
             label = "raw " + _value_label(raw, slot - 4) if raw is not None else ""
-            text.append(label.center(slot), style="dim")
+            text.append(label.center(slot), "dim")
     return text
 
 

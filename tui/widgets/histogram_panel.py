@@ -10,11 +10,9 @@ They come from the latest step that captured activations (step 0 and every
 
 from __future__ import annotations
 
-from rich.text import Text
-
 from engine.records import Histogram
-from tui.plotting import format_number, rich_color
-from tui.widgets.panel import FrameContext, HistoryPanel
+from tui.plotting import format_number, rich_color, short_name
+from tui.widgets.panel import Cells, FrameContext, HistoryPanel
 
 _BLOCKS = " ▁▂▃▄▅▆▇█"
 KIND_TITLES = {"weight": "Weights", "act": "Activations", "grad": "Gradients"}
@@ -44,36 +42,37 @@ class HistogramPanel(HistoryPanel):
         self.surface.show(render_histograms(hists, ctx.layers, ctx.colors, width, height))
 
 
-def render_histograms(hists, layers, colors, width: int, height: int) -> Text:
+def render_histograms(hists, layers, colors, width: int, height: int) -> Cells:
     """Strips of bars, one per layer, with lo/hi (and 0) marked beneath."""
-    text = Text(no_wrap=True, overflow="crop")
+    text = Cells()
     if not layers:
-        text.append("waiting for the model's layers…", style="dim")
+        text.append("waiting for the model's layers…", "dim")
         return text
     if not hists:
-        text.append(
-            "no histograms yet: they are taken\non step 0 and every activation_every steps",
-            style="dim",
-        )
+        text.append("no histograms yet: they are taken", "dim")
+        text.newline()
+        text.append("on step 0 and every activation_every steps", "dim")
         return text
-    gutter = max(len(name) for name in layers) + 1
+    names = {layer: short_name(layer, 10) for layer in layers}
+    gutter = max(len(name) for name in names.values()) + 1
     bar_width = max(width - gutter, 4)
     per_layer = max(1, height // len(layers))
     bar_rows = max(1, min(per_layer - 1, 4))
-    for layer in layers:
+    for index, layer in enumerate(layers):
         hist = hists.get(layer)
         color = rich_color(colors[layer])
         bars = _strip(hist, bar_width, bar_rows)
         for i, row in enumerate(bars):
-            name = layer if i == len(bars) - 1 else ""
-            text.append(name.ljust(gutter), style=f"bold {color}")
-            text.append(row, style=color)
-            text.append("\n")
+            if index or i:
+                text.newline()
+            name = names[layer] if i == len(bars) - 1 else ""
+            text.append(name.ljust(gutter), f"bold {color}")
+            text.append(row, color)
         if per_layer >= 2:
+            text.newline()
             text.append(" " * gutter)
-            text.append_text(_range_row(hist, bar_width))
-            text.append("\n")
-    text.rstrip()
+            for run, style in _range_row(hist, bar_width):
+                text.append(run, style)
     return text
 
 
@@ -106,11 +105,10 @@ def _strip(hist: Histogram | None, width: int, rows: int) -> list[str]:
     return lines
 
 
-def _range_row(hist: Histogram | None, width: int) -> Text:
+def _range_row(hist: Histogram | None, width: int) -> list[tuple[str, str]]:
     """lo at the left edge, hi at the right, 0 where it falls, NaN count in red."""
-    row = Text(no_wrap=True, overflow="crop")
     if hist is None:
-        return row
+        return []
     lo, hi = format_number(hist.lo, 2), format_number(hist.hi, 2)
     chars = [" "] * width
     for i, ch in enumerate(lo[:width]):
@@ -124,12 +122,12 @@ def _range_row(hist: Histogram | None, width: int) -> Text:
             chars[zero] = "0"
     line = "".join(chars)
     if not hist.nonfinite:
-        row.append(line, style="dim")
-        return row
+        return [(line, "dim")]
     # Non-finite values cannot be binned: say how many there were, mid-row, in red.
     label = f" {format_number(hist.nonfinite)} NaN/inf "
     middle = max(len(lo) + 1, (width - len(label)) // 2)
-    row.append(line[:middle], style="dim")
-    row.append(label[: max(width - middle, 0)], style="bold red")
-    row.append(line[middle + len(label) :], style="dim")
-    return row
+    return [
+        (line[:middle], "dim"),
+        (label[: max(width - middle, 0)], "bold red"),
+        (line[middle + len(label) :], "dim"),
+    ]

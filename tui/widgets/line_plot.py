@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from textual.app import ComposeResult
+from textual.color import Color
 from textual_plotext import PlotextPlot
 
 from tui.plotting import (
@@ -44,6 +45,7 @@ class Line:
 class LinePlotPanel(HistoryPanel):
     """A plotext plot of some series over steps; subclasses provide `lines` and `y_axis`."""
 
+    HEAVY = True  # plotext costs ~10 ms a plot: the app redraws one per frame
     X_LABEL = "step"
     Y_LABEL = ""
     DEFAULT_CSS = """
@@ -90,7 +92,8 @@ class LinePlotPanel(HistoryPanel):
             plt.ylim(0, 1)
             plt.xticks([0], ["0"])
             plt.yticks([], [])
-            plt.text("no steps yet: space runs, n steps one", 0.5, 0.5, alignment="center")
+            hint = "no steps yet: space runs, n steps" if width >= 44 else "no steps yet"
+            plt.text(hint, 0.5, 0.5, alignment="center")
             plot.refresh()
             return
         xs = np.concatenate(all_x)
@@ -129,9 +132,18 @@ class LinePlotPanel(HistoryPanel):
             label = f"{names} NaN@{'' if exact else '~'}{step_label(first)}"
             right = (first - x_lo) / (x_hi - x_lo) > 0.5  # keep the label inside the plot
             plt.text(
-                label, first, top, color=group[0].color, alignment="right" if right else "left"
+                label,
+                first,
+                top,
+                color=group[0].color,
+                background=self._canvas_rgb(),
+                alignment="right" if right else "left",
             )
         plot.refresh()
+
+    def _canvas_rgb(self) -> tuple[int, int, int]:
+        """The plot's background (text labels would otherwise get plotext's white)."""
+        return Color.parse(self.app.theme_variables.get("surface", "black")).rgb
 
     def _legend(self, ctx: FrameContext, lines: list[Line]) -> str:
         parts = []

@@ -9,11 +9,14 @@ picked up by the app with no other change.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
-from rich.text import Text
-from textual.app import ComposeResult, RenderResult
+from rich.segment import Segment
+from rich.style import Style
+from textual.app import ComposeResult
+from textual.strip import Strip
 from textual.widget import Widget
 
 from engine.config import RunConfig
@@ -43,23 +46,68 @@ class FrameContext:
         return self.config.clip != "none"
 
 
+class Cells:
+    """Rows of styled runs, built left to right: the light renderers' output.
+
+    Cheaper than a Rich Text with a span per cell: consecutive runs of one
+    style merge, and the canvas turns each row straight into a Strip.
+    """
+
+    def __init__(self) -> None:
+        self.rows: list[list[list[str]]] = [[]]
+
+    def append(self, text: str, style: str = "") -> None:
+        """Add text in a style (a Rich style string) to the current row."""
+        if not text:
+            return
+        row = self.rows[-1]
+        if row and row[-1][1] == style:
+            row[-1][0] += text
+        else:
+            row.append([text, style])
+
+    def newline(self) -> None:
+        """Start the next row."""
+        self.rows.append([])
+
+    @property
+    def plain(self) -> str:
+        """The text without styles, rows joined by newlines."""
+        return "\n".join("".join(text for text, _ in row) for row in self.rows)
+
+    def styles_of(self, fragment: str) -> set[str]:
+        """The styles of the runs containing `fragment` (for tests)."""
+        return {style for row in self.rows for text, style in row if fragment in text}
+
+
 class Canvas(Widget):
-    """A widget that shows a prepared Rich Text: the light renderer's surface."""
+    """Shows prepared Cells, one Strip per row: the light renderers' surface."""
 
     DEFAULT_CSS = "Canvas { width: 1fr; height: 1fr; }"
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._text = Text()
+        self.cells = Cells()
+        self._strips: list[Strip] = []
 
-    def show(self, text: Text) -> None:
+    def show(self, cells: Cells) -> None:
         """Replace what is shown (repaints, never relayouts)."""
-        self._text = text
+        self.cells = cells
+        base = self.rich_style
+        self._strips = [
+            Strip(
+                [Segment(text, base + Style.parse(style) if style else base) for text, style in row]
+            )
+            for row in cells.rows
+        ]
         self.refresh()
 
-    def render(self) -> RenderResult:
-        """The prepared text, cropped by the widget."""
-        return self._text
+    def render_line(self, y: int) -> Strip:
+        """Row y, cropped or padded to the widget's width."""
+        width = self.size.width
+        if y < len(self._strips):
+            return self._strips[y].crop_extend(0, width, self.rich_style)
+        return Strip.blank(width, self.rich_style)
 
 
 class HistoryPanel(Widget):
@@ -77,10 +125,12 @@ class HistoryPanel(Widget):
     """
 
     TITLE = ""
+    HEAVY = False  # True for plotext plots: the app spreads their redraws over frames
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._drawn_key: Any = None
+        self.drawn_at = 0.0  # time.monotonic() of the last drawing
         self.border_title = self.TITLE
 
     def compose(self) -> ComposeResult:
@@ -96,17 +146,24 @@ class HistoryPanel(Widget):
         """What the drawing depends on; the panel is redrawn when it changes."""
         return (ctx.history, ctx.version, ctx.layers, ctx.config)
 
-    def update_frame(self, ctx: FrameContext, force: bool = False) -> bool:
-        """Draw if the data or the size moved since the last drawing; True if drawn."""
+    def needs_draw(self, ctx: FrameContext) -> bool:
+        """Whether the data or the size moved since the last drawing."""
         if not self.children:
             return False
         size = self.surface.size
         if size.width < 2 or size.height < 1:
             return False
-        key = (self.data_key(ctx), size)
-        if key == self._drawn_key and not force:
+        return (self.data_key(ctx), size) != self._drawn_key
+
+    def update_frame(self, ctx: FrameContext, force: bool = False) -> bool:
+        """Draw if the data or the size moved since the last drawing; True if drawn."""
+        if not (force or self.needs_draw(ctx)) or not self.children:
             return False
-        self._drawn_key = key
+        size = self.surface.size
+        if size.width < 2 or size.height < 1:
+            return False
+        self._drawn_key = (self.data_key(ctx), size)
+        self.drawn_at = time.monotonic()
         self.draw(ctx, size.width, size.height)
         return True
 

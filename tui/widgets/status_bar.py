@@ -90,14 +90,14 @@ class StatusBar(Static):
         bad_loss = latest is not None and loss in ("NaN", "inf", "-inf")
         text.append("  loss ")
         text.append(loss, style="bold red" if bad_loss else "bold")
-        if status.device:
-            text.append(f"  on {status.device}", style="dim")
         text.append("\n")
         rate = f"{status.steps_per_second:.1f}" if show_rate else "—"
         limit = "" if not speed else f" (limit {format_number(speed)})"
         text.append(f"{rate} steps/s{limit} │ ")
         text.append(clip_summary(config, latest, captured))
         text.append(f" │ {capture_policy(config)}", style="dim")
+        if status.device:
+            text.append(f" │ {status.device}", style="dim")
         self.alarm = _alarm(status, config)
         if self.alarm:
             text.append("\n")
