@@ -145,3 +145,16 @@ def test_histograms_show_each_layers_range_and_nonfinite_count():
     text = render_histograms(hists, layers, colors, width=40, height=8).plain
     assert "-9e-6" in text and "7e-6" in text and "3 NaN/inf" in text
     assert "(no finite values)" in text
+
+
+def test_flow_bars_keep_the_step_0_profile_as_white_marks():
+    layers = ("h1", "o")
+    bars = {"h1": (5e-5, None), "o": (5e-5, None)}  # level now: the net has stalled
+    ghosts = {"h1": 5e-5, "o": 0.95}  # step 0 had the thousandfold slope
+    colors = dict(zip(layers, layer_colors(2), strict=True))
+    cells = render_bars(bars, layers, colors, width=30, height=12, ghosts=ghosts)
+    rows = cells.plain.splitlines()[:-2]
+    o_column = 6 + 12  # the o slot starts after the gutter and h1's slot of 12
+    marks = [i for i, row in enumerate(rows) if row[o_column : o_column + 1] == "━"]
+    assert marks == [0]  # o's step-0 norm is the top of the axis
+    assert "bold white" in cells.styles_of("━")

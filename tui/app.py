@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -23,6 +24,7 @@ from textual.widgets import ContentSwitcher, Footer, Static
 
 from engine.config import RunConfig
 from engine.presets import PRESETS
+from engine.records import StepRecord
 from engine.session import ERROR, FINISHED, RUNNING, STOPPED, TrainingSession
 from tui.layers import expected_layers
 from tui.messages import FormChanged, PresetChosen
@@ -69,6 +71,17 @@ def run_label(config: RunConfig, preset: str | None) -> str:
     return preset if not changed else f"{preset} + {', '.join(changed)}"
 
 
+class FirstRecord:
+    """Keeps a session's first record; called in the training thread (one assignment)."""
+
+    def __init__(self) -> None:
+        self.record: StepRecord | None = None
+
+    def __call__(self, record: StepRecord) -> None:
+        if self.record is None:
+            self.record = record
+
+
 class GradTUI(App):
     """gradtui's dashboard; the CLI and the tests build it the same way."""
 
@@ -93,10 +106,11 @@ class GradTUI(App):
         self.show_rate = True  # snapshot tests turn the measured steps/s off
         self.view = "gradients"
         self.form_preset = preset  # the preset last loaded into the form
-        self.session = TrainingSession(config, max_steps_per_second=self.speed)
+        self._retired: list[TrainingSession] = []
+        self._first_records: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self.session = self._new_session(config)
         self.session_label = run_label(config, preset)
         self.frame_ms = 0.0  # cost of the last frame's drawing, for benchmarks
-        self._retired: list[TrainingSession] = []
         self._sidebar_choice: bool | None = None  # None: by terminal width
         self._panels: list[HistoryPanel] = []
         self._timer: Timer | None = None
@@ -162,7 +176,9 @@ class GradTUI(App):
         version = history.version
         layers = status.layer_names or tuple(history.layer_names)
         layers = layers or expected_layers(session.config)
-        return FrameContext(history, status, session.config, tuple(layers), version)
+        keeper = self._first_records.get(session)
+        first = keeper.record if keeper is not None else None
+        return FrameContext(history, status, session.config, tuple(layers), version, first)
 
     def refresh_frame(self, force: bool = False) -> None:
         """One frame: the status line always; each visible panel if its data moved."""
@@ -237,8 +253,7 @@ class GradTUI(App):
             self.notify(f"not reset, the form is invalid: {reasons}", severity="error")
             self.bell()
             return
-        session = TrainingSession(config, max_steps_per_second=self.speed)
-        self.use_session(session, run_label(config, self.form_preset))
+        self.use_session(self._new_session(config), run_label(config, self.form_preset))
 
     def use_session(self, session: TrainingSession, label: str) -> None:
         """Show `session` from now on; the old one is stopped off the UI thread.
@@ -253,6 +268,12 @@ class GradTUI(App):
             self._retire(old)
         self._update_form_notice()
         self.refresh_frame(force=True)
+
+    def _new_session(self, config: RunConfig) -> TrainingSession:
+        keeper = FirstRecord()
+        session = TrainingSession(config, max_steps_per_second=self.speed, on_record=keeper)
+        self._first_records[session] = keeper
+        return session
 
     def _retire(self, session: TrainingSession) -> None:
         """Stop an old session without blocking the UI (it may be importing torch)."""

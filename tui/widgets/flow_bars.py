@@ -5,6 +5,9 @@ instead of plotext: it is redrawn on every frame and costs well under a
 millisecond. The axis is log10, layers run input → output left to right, so
 a vanishing gradient reads as a slope rising to the right at a glance. With
 clipping on, each layer shows its raw norm (shaded) beside the applied one.
+A white tick marks each layer's norm at step 0, so the starting profile
+stays in view after the run has moved on (a stalled sigmoid net ends with
+level bars; its first step shows the thousandfold slope that stalled it).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from tui.widgets.panel import Cells, FrameContext, HistoryPanel
 
 _BLOCKS = " ▁▂▃▄▅▆▇█"
 _GUTTER = 6  # tick labels and the axis line
+_GHOST = "━"  # the step-0 mark
 
 
 class FlowBars(HistoryPanel):
@@ -25,23 +29,29 @@ class FlowBars(HistoryPanel):
     TITLE = "Gradient flow now"
 
     def data_key(self, ctx: FrameContext):
-        """Only the latest record matters."""
-        latest = ctx.history.latest
-        return (latest, ctx.layers, ctx.config.clip)
+        """Only the latest record (and the first) matter."""
+        return (ctx.history.latest, ctx.first, ctx.layers, ctx.config.clip)
 
     def draw(self, ctx: FrameContext, width: int, height: int) -> None:
         """Render the bars into the canvas."""
         record = ctx.history.latest
         self.border_title = self.TITLE if record is None else f"{self.TITLE} · step {record.step}"
-        bars = _bar_values(record, ctx.layers, ctx.clipping)
-        caption = _ratio_caption(bars, ctx.layers)
-        key = "[dim]░ raw █ applied[/] · " if ctx.clipping else ""
-        axis = "log ‖grad‖, input → output"
-        self.border_subtitle = f"{key}{axis}" + (f" · {caption}" if caption else "")
-        self.surface.show(render_bars(bars, ctx.layers, ctx.colors, width, height))
+        bars = bar_values(record, ctx.layers, ctx.clipping)
+        ghosts = {}
+        if ctx.first is not None and record is not None and record.step > ctx.first.step:
+            ghosts = {layer: pair[0] for layer, pair in bar_values(ctx.first, ctx.layers).items()}
+        # Most telling first: the border cuts the subtitle's end when narrow.
+        parts = [_ratio_caption(bars, ctx.layers)]
+        if ctx.clipping:
+            parts.append("[dim]░ raw █ applied[/]")
+        if ghosts:
+            parts.append(f"{_GHOST} step {ctx.first.step}")
+        parts.append("log, input→output")
+        self.border_subtitle = " · ".join(part for part in parts if part)
+        self.surface.show(render_bars(bars, ctx.layers, ctx.colors, width, height, ghosts))
 
 
-def _bar_values(record: StepRecord | None, layers, clipping: bool):
+def bar_values(record: StepRecord | None, layers, clipping: bool = False):
     """{layer: (applied norm, raw norm or None)}; None where not yet known."""
     result = {}
     for layer in layers:
@@ -66,13 +76,12 @@ def _ratio_caption(bars, layers) -> str:
     return f"{layers[0]}/{layers[-1]} = {format_number(first / last, 2)}"
 
 
-def _log_range(bars) -> tuple[float, float]:
-    logs = [
-        math.log10(v)
-        for pair in bars.values()
-        for v in pair
-        if v is not None and math.isfinite(v) and v > 0
-    ]
+def _drawable(value) -> bool:
+    return value is not None and math.isfinite(value) and value > 0
+
+
+def _log_range(values) -> tuple[float, float]:
+    logs = [math.log10(v) for v in values if _drawable(v)]
     if not logs:
         return -1.0, 1.0
     lo = math.floor(min(logs) - 0.3)  # the smallest bar keeps a visible stub
@@ -80,22 +89,23 @@ def _log_range(bars) -> tuple[float, float]:
     return lo, max(hi, lo + 1)
 
 
-def render_bars(bars, layers, colors, width: int, height: int) -> Cells:
-    """The bar chart as text: gutter with powers of ten, bars, names, values."""
+def render_bars(bars, layers, colors, width: int, height: int, ghosts=None) -> Cells:
+    """The bar chart: gutter with powers of ten, bars, step-0 marks, names, values."""
     text = Cells()
     if not layers:
         text.append("waiting for the model's layers…", "dim")
         return text
+    ghosts = ghosts or {}
     clipping = any(raw is not None for _, raw in bars.values())
     rows = max(height - (3 if clipping and height >= 5 else 2), 1)
-    lo, hi = _log_range(bars)
+    values = [v for pair in bars.values() for v in pair] + list(ghosts.values())
+    lo, hi = _log_range(values)
     slot = max(1, min((width - _GUTTER) // len(layers), 14))
     per_bar = 2 if clipping else 1
     bar_width = max(1, (slot - 1) // per_bar) if slot > 2 else 1
-    finite = any(
-        v is not None and math.isfinite(v) and v > 0 for pair in bars.values() for v in pair
-    )
-    labels = _gutter_labels(lo, hi, rows) if finite else {}  # no scale without a finite bar
+    # No scale without a finite value to read on it.
+    labels = _gutter_labels(lo, hi, rows) if any(map(_drawable, values)) else {}
+    ghost_rows = {layer: _ghost_row(v, lo, hi, rows) for layer, v in ghosts.items()}
     for row in range(rows):
         from_bottom = rows - 1 - row
         text.append(labels.get(from_bottom, "").rjust(_GUTTER - 1), "dim")
@@ -103,15 +113,20 @@ def render_bars(bars, layers, colors, width: int, height: int) -> Cells:
         for layer in layers:
             applied, raw = bars[layer]
             color = rich_color(colors[layer])
-            cells = []
-            if clipping:
-                cells.append((_cell(raw, lo, hi, rows, from_bottom, shade=True), f"{color} dim"))
-            cells.append((_cell(applied, lo, hi, rows, from_bottom), color))
             used = 0
-            for char, style in cells:
-                style = "bold red" if char == "▓" else style
-                text.append(char * bar_width, style)
+            if clipping:
+                text.append(
+                    _cell(raw, lo, hi, rows, from_bottom, shade=True) * bar_width, f"{color} dim"
+                )
                 used += bar_width
+            char = _cell(applied, lo, hi, rows, from_bottom)
+            if ghost_rows.get(layer) == from_bottom:
+                # The step-0 mark: white over empty cells, white on the bar's colour inside it.
+                style = "bold white" if char == " " else f"bold white on {color}"
+                text.append(_GHOST * bar_width, style)
+            else:
+                text.append(char * bar_width, "bold red" if char == "▓" else color)
+            used += bar_width
             text.append(" " * (slot - used))
         text.newline()
     text.append(" " * _GUTTER)
@@ -149,6 +164,14 @@ def _cell(value, lo: float, hi: float, rows: int, from_bottom: int, shade: bool 
     if shade:
         return "░" if fill >= 0.5 else " "
     return _BLOCKS[min(8, max(1, round(fill * 8)))]
+
+
+def _ghost_row(value, lo: float, hi: float, rows: int) -> int | None:
+    """The row (from the bottom) holding the top of a bar of `value`, if drawable."""
+    if not _drawable(value):
+        return None
+    top = (math.log10(value) - lo) / (hi - lo) * rows
+    return min(rows - 1, max(0, math.ceil(top) - 1))
 
 
 def _gutter_labels(lo: float, hi: float, rows: int) -> dict[int, str]:

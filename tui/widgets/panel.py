@@ -21,6 +21,7 @@ from textual.widget import Widget
 
 from engine.config import RunConfig
 from engine.history import History
+from engine.records import StepRecord
 from engine.session import SessionStatus
 from tui.plotting import layer_colors
 
@@ -34,6 +35,7 @@ class FrameContext:
     config: RunConfig  # the config of the running session (not the form's)
     layers: tuple[str, ...]  # input to output
     version: int  # history.version read once, so every panel of a frame agrees
+    first: StepRecord | None = None  # the run's first record (step 0), kept by the app
 
     @property
     def colors(self) -> dict[str, tuple[int, int, int]]:
