@@ -103,8 +103,10 @@ class RunConfig:
             value = getattr(self, name)
             if value not in choices:
                 raise ConfigError(name, f"must be one of {', '.join(choices)} (got {value!r})")
-        for name in ("n_samples", "n_features", "n_layers", "hidden_units", "batch_size"):
+        for name in ("n_features", "n_layers", "hidden_units", "batch_size"):
             _require(name, getattr(self, name) >= 1, "must be at least 1")
+        # One sample has no spread: the ball's scaling and standardizing divide by it.
+        _require("n_samples", self.n_samples >= 2, "must be at least 2")
         _require("epochs", self.epochs >= 1, "must be at least 1")
         _require("seq_len", self.seq_len >= 2, "must be at least 2")
         _require("capture_every", self.capture_every >= 1, "must be at least 1")
@@ -122,6 +124,15 @@ class RunConfig:
         _require("hidden_units", self.hidden_units <= 8192, "must be at most 8192")
         _require("n_samples", self.n_samples <= 1_000_000, "must be at most 1000000")
         _require("batch_size", self.batch_size <= self.n_samples, "must be at most n_samples")
+        if self.batch_norm and self.model == "block":
+            # BatchNorm1d cannot train on a batch of one sample (torch raises mid-run).
+            _require("batch_size", self.batch_size >= 2, "batch norm needs at least 2 per batch")
+            _require(
+                "batch_size",
+                self.n_samples % self.batch_size != 1,
+                "with batch norm, n_samples % batch_size must not be 1 "
+                "(the last batch of each epoch would hold a single sample)",
+            )
         if self.dataset == "sequence" or self.model == "rnn":
             _require(
                 "model",

@@ -1,14 +1,18 @@
 """`gradtui run`: train a configuration without a screen, export, summarize.
 
 Progress goes to stderr; the summary (final loss, first non-finite step and
-layer, the diagnosis) ends the run. Ctrl+C stops after the current step,
-commits the export of the steps done, and exits 130.
+layer, the diagnosis) ends the run. Ctrl+C abandons the step in flight,
+commits the export of the steps done, and exits 130; a failure leaves the
+output file as it was.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import TextIO
@@ -27,6 +31,7 @@ class RunSummary:
     first_nonfinite: NonFinite | None
     interrupted: bool
     verdict: str | None = None  # the diagnosis line, when available
+    exported: int = 0  # records committed to the --out file (0: nothing written)
 
     def lines(self) -> list[str]:
         """The summary as printed."""
@@ -40,7 +45,7 @@ class RunSummary:
         else:
             out.append("first non-finite: none")
         if self.interrupted:
-            out.append("interrupted: the export holds the steps done")
+            out.append("interrupted: the run ended early, after the steps above")
         if self.verdict:
             out.append(f"verdict: {self.verdict}")
         return out
@@ -57,66 +62,124 @@ def format_number(value: float) -> str:
     return f"{value:.4f}"
 
 
+class RunFailed(Exception):
+    """Training raised: the message names the step and the error, in one line."""
+
+
 def run_headless(
     config: RunConfig,
     out: str | None = None,
     stderr: TextIO = sys.stderr,
     progress_every: float = 1.0,
 ) -> RunSummary:
-    """Train `config` to the end (or the first non-finite step under pause/stop)."""
+    """Train `config` to the end (or the first non-finite step under pause/stop).
+
+    Ctrl+C ends the run after the steps done: their export is committed (a run
+    interrupted before its first step writes nothing, so an older file under
+    `out` is kept). A failure keeps nothing new and leaves `out` as it was.
+    """
     from engine.export import RecordWriter
+
+    with _interrupt_once() as hold_interrupts:
+        writer = None
+        run = _Progress()
+        failure: BaseException | None = None
+        try:
+            writer = RecordWriter(out) if out else None
+            _train(config, writer, run, stderr, progress_every)
+        except KeyboardInterrupt:
+            run.interrupted = True
+        except BaseException as exc:
+            failure = exc
+        hold_interrupts()
+        if run.trainer is not None:
+            run.trainer.close()
+        if writer is not None:
+            if failure is None and writer.count:
+                writer.commit()
+            else:
+                writer.discard()
+    if isinstance(failure, Exception) and run.last is not None:
+        step = run.last.step + 1
+        error = f"{type(failure).__name__}: {failure}".splitlines()[0]
+        raise RunFailed(f"failed at step {step}: {error}") from failure
+    if failure is not None:
+        raise failure
+    last = run.last
+    nonfinite = run.trainer.first_nonfinite if run.trainer else None
+    if nonfinite is not None and (last is None or nonfinite.step > last.step):
+        nonfinite = None  # found by a step that Ctrl+C cut short
+    return RunSummary(
+        steps=last.step + 1 if last else 0,
+        epochs=last.epoch + 1 if last else 0,
+        final_loss=last.loss if last else None,
+        first_nonfinite=nonfinite,
+        interrupted=run.interrupted,
+        verdict=_verdict(run.history, config),
+        exported=writer.count if writer is not None and writer.count else 0,
+    )
+
+
+class _Progress:
+    """What the loop has done so far, readable after it was interrupted."""
+
+    def __init__(self) -> None:
+        self.trainer = None
+        self.history = None
+        self.last: StepRecord | None = None
+        self.interrupted = False
+
+
+def _train(config: RunConfig, writer, run: _Progress, stderr: TextIO, every: float) -> None:
     from engine.trainer import Trainer
 
-    writer = RecordWriter(out) if out else None
-    trainer = None
-    last: StepRecord | None = None
-    history = None
-    interrupted = False
-    try:
-        trainer = Trainer(config)
-        history = _history_for_diagnosis()
-        last_report = time.monotonic()
-        while not trainer.finished:
-            try:
-                last = trainer.step()
-            except KeyboardInterrupt:
-                interrupted = True
-                break
-            if writer is not None:
-                writer.write(last)
-            if history is not None:
-                history.append(last)
-            now = time.monotonic()
-            if now - last_report >= progress_every:
-                last_report = now
-                print(
-                    f"step {trainer.step_index}/{trainer.total_steps}  epoch "
-                    f"{trainer.epoch + 1}/{config.epochs}  loss {format_number(last.loss)}",
-                    file=stderr,
-                    flush=True,
-                )
-            # With nobody to resume it, a pause at the first NaN ends the run like stop.
-            if trainer.first_nonfinite is not None and config.on_nonfinite != "continue":
-                break
-    except KeyboardInterrupt:
-        interrupted = True
-    except BaseException:
+    run.trainer = trainer = Trainer(config)
+    run.history = _history_for_diagnosis()
+    last_report = time.monotonic()
+    while not trainer.finished:
+        record = trainer.step()
         if writer is not None:
-            writer.discard()
-        raise
+            writer.write(record)
+        run.last = record
+        run.history.append(record)
+        now = time.monotonic()
+        if now - last_report >= every:
+            last_report = now
+            print(
+                f"step {record.step + 1}/{trainer.total_steps}  epoch "
+                f"{record.epoch + 1}/{config.epochs}  loss {format_number(record.loss)}",
+                file=stderr,
+                flush=True,
+            )
+        # With nobody to resume it, a pause at the first NaN ends the run like stop.
+        if trainer.first_nonfinite is not None and config.on_nonfinite != "continue":
+            break
+
+
+@contextlib.contextmanager
+def _interrupt_once():
+    """Ctrl+C interrupts the run once; later presses are ignored until the export is in.
+
+    Yields a function that ignores Ctrl+C from then on (for the cleanup). Left
+    alone off the main thread, or where SIGINT was not Python's default (a
+    shell's background job ignores it on purpose).
+    """
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield lambda: None
+        return
+
+    def on_sigint(signum, frame):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second press must not lose the export
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)
     finally:
-        if trainer is not None:
-            trainer.close()
-    if writer is not None:
-        writer.commit()
-    return RunSummary(
-        steps=trainer.step_index if trainer else 0,
-        epochs=(trainer.epoch + 1) if trainer and trainer.step_index else 0,
-        final_loss=last.loss if last else None,
-        first_nonfinite=trainer.first_nonfinite if trainer else None,
-        interrupted=interrupted,
-        verdict=_verdict(history, config),
-    )
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _history_for_diagnosis():
@@ -132,4 +195,7 @@ def _verdict(history, config: RunConfig) -> str | None:
         return None
     if history is None or history.count == 0:
         return None
-    return summary_line(diagnose(history, config))
+    try:
+        return summary_line(diagnose(history, config))
+    except Exception as exc:  # the run and its export are done; say so, do not fail them
+        return f"unavailable ({type(exc).__name__}: {exc})".splitlines()[0]

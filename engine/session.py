@@ -61,6 +61,9 @@ class TrainingSession:
         self.on_record = on_record  # called in the training thread (headless export)
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
+        # Each thread serves one generation; reset starts the next, so a thread
+        # that outlived stop()'s join (a long step) can never touch the new run.
+        self._generation = 0
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -134,6 +137,8 @@ class TrainingSession:
         with self._cond:
             self._stop = True
             self._running = False
+            if self._thread is None and self._state == IDLE:
+                self._state = STOPPED  # never started: start() must not start it now
             self._cond.notify_all()
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
@@ -141,14 +146,20 @@ class TrainingSession:
             return not thread.is_alive()
         return True
 
-    def reset(self, config: RunConfig | None = None) -> None:
-        """Stop, forget the run and its history, and get ready for `config`."""
-        self.stop()
+    def reset(self, config: RunConfig | None = None, timeout: float = 5.0) -> None:
+        """Stop, forget the run and its history, and get ready for `config`.
+
+        A thread still busy after `timeout` (a long step, a slow torch import)
+        is abandoned: it ends at its next check and never touches the new run.
+        """
+        self.stop(timeout)
         with self._cond:
             self.config = config or self.config
+            self._generation += 1
             self._thread = None
             self._reset_state()
             self.history.clear()
+            self._cond.notify_all()
 
     def wait_until(self, predicate: Callable[[SessionStatus], bool], timeout: float = 30.0) -> bool:
         """Block until predicate(status) holds (for tests and the headless run)."""
@@ -193,26 +204,36 @@ class TrainingSession:
     def _ensure_thread(self) -> None:
         if self._thread is None:
             self._state = PREPARING
-            self._thread = threading.Thread(target=self._run, name="gradtui-session", daemon=True)
+            self._generation += 1
+            self._thread = threading.Thread(
+                target=self._run,
+                args=(self._generation, self.config),
+                name="gradtui-session",
+                daemon=True,
+            )
             self._thread.start()
 
-    def _run(self) -> None:
+    def _run(self, generation: int, config: RunConfig) -> None:
         trainer = None
         try:
             from engine.trainer import Trainer  # torch loads here, off the caller's thread
 
             _leave_a_core_for_the_caller()
-            trainer = Trainer(self.config)
+            trainer = Trainer(config)
             with self._cond:
+                if self._generation != generation:
+                    return  # reset while building
                 self._total = trainer.total_steps
                 self._layers = tuple(trainer.layer_names)
                 self._device = str(trainer.device)
                 if not self._stop:
                     self._state = RUNNING if self._running else PAUSED
                 self._cond.notify_all()
-            self._loop(trainer)
+            self._loop(trainer, generation)
         except Exception as exc:  # shown in the UI; the app stays usable
             with self._cond:
+                if self._generation != generation:
+                    return
                 self._state = ERROR
                 self._error = f"{type(exc).__name__}: {exc}".splitlines()[0]
                 self._error_detail = traceback.format_exc()
@@ -222,11 +243,20 @@ class TrainingSession:
             if trainer is not None:
                 trainer.close()
 
-    def _loop(self, trainer) -> None:
+    def _loop(self, trainer, generation: int) -> None:
         next_time = time.monotonic()
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._stop or self._running or self._pending_steps > 0)
+                self._cond.wait_for(
+                    lambda: (
+                        self._stop
+                        or self._running
+                        or self._pending_steps > 0
+                        or self._generation != generation
+                    )
+                )
+                if self._generation != generation:
+                    return
                 if self._stop:
                     self._state = STOPPED
                     self._cond.notify_all()
@@ -240,17 +270,23 @@ class TrainingSession:
                 self._busy = True
             try:
                 record = trainer.step()
-                self.history.append(record)
+                with self._cond:
+                    if self._generation != generation:
+                        return  # reset during the step: the record belongs to no run
+                    self.history.append(record)
                 if self.on_record is not None:
                     self.on_record(record)
             finally:
                 # The counter moves in the same breath as `busy` clears, so that
                 # pause(wait=True) never returns with a step about to land.
                 with self._cond:
-                    self._busy = False
-                    self._step, self._epoch = trainer.step_index, trainer.epoch
+                    if self._generation == generation:
+                        self._busy = False
+                        self._step, self._epoch = trainer.step_index, trainer.epoch
                     self._cond.notify_all()
             with self._cond:
+                if self._generation != generation:
+                    return
                 self._rate_marks.append((time.monotonic(), self._step))
                 if len(self._rate_marks) > 400:
                     del self._rate_marks[:200]
@@ -261,8 +297,13 @@ class TrainingSession:
                     self._apply_nonfinite_policy()
                 if not self._running:
                     self._state = PAUSED
+                if trainer.finished and not self._stop:
+                    # The last step ends the run now, not at the next request.
+                    self._state, self._running, self._pending_steps = FINISHED, False, 0
+                    self._cond.notify_all()
+                    return
                 self._cond.notify_all()
-            next_time = self._throttle(next_time, single)
+            next_time = self._throttle(next_time, single, generation)
 
     def _apply_nonfinite_policy(self) -> None:
         policy = self.config.on_nonfinite
@@ -272,7 +313,7 @@ class TrainingSession:
         elif policy == "stop":
             self._stop = True
 
-    def _throttle(self, next_time: float, single: bool) -> float:
+    def _throttle(self, next_time: float, single: bool, generation: int) -> float:
         rate = self.max_steps_per_second
         if not rate or single:
             return time.monotonic()
@@ -280,7 +321,8 @@ class TrainingSession:
         with self._cond:
             # Waiting on the condition keeps pause and stop immediate.
             self._cond.wait_for(
-                lambda: self._stop or not self._running, max(0.0, next_time - time.monotonic())
+                lambda: self._stop or not self._running or self._generation != generation,
+                max(0.0, next_time - time.monotonic()),
             )
         return next_time
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from engine.config import ConfigError, RunConfig
+from engine.headless import RunFailed
 from engine.presets import DEFAULT_PRESET, PRESETS, get_preset
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -82,9 +83,9 @@ def _positive_int(flag: str):
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag}: expected an integer, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
         if value < 1:
-            raise argparse.ArgumentTypeError(f"{flag}: must be at least 1, got {value}")
+            raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
         return value
 
     return parse
@@ -112,6 +113,18 @@ def build_config(
     return config
 
 
+def check_device(config: RunConfig) -> None:
+    """Refuse device=cuda on a machine without CUDA before anything starts.
+
+    Only an explicit `cuda` pays for importing torch here; `auto` falls back
+    to the CPU in the session.
+    """
+    if config.device == "cuda":
+        from engine.trainer import resolve_device
+
+        resolve_device("cuda")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -130,7 +143,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gradtui: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
+        print("gradtui: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except RunFailed as error:
+        print(f"gradtui: error: {error}", file=sys.stderr)
+        return EXIT_FAILURE
     except Exception as error:  # one line, not a traceback
         print(f"gradtui: error: {type(error).__name__}: {error}".splitlines()[0], file=sys.stderr)
         return EXIT_FAILURE
@@ -150,18 +167,23 @@ def _run(args: argparse.Namespace) -> int:
     if not args.preset and not args.config:
         raise UsageError("run needs --preset NAME or --config FILE")
     config = build_config(args.preset, args.config, args.set, args.epochs)
-    if args.out:
+    if args.out is not None:
         check_output_path(args.out)
+    check_device(config)
     summary = run_headless(config, args.out)
     for line in summary.lines():
         print(line)
-    if args.out:
-        print(f"wrote {args.out}")
+    if args.out is not None:
+        if summary.exported:
+            print(f"wrote {args.out} ({summary.exported} records)")
+        else:
+            print(f"nothing written to {args.out}: no step finished")
     return EXIT_INTERRUPTED if summary.interrupted else EXIT_OK
 
 
 def _dashboard(args: argparse.Namespace) -> int:
     config = build_config(args.preset, args.config, args.set)
+    check_device(config)
     preset = args.preset or (None if args.config else DEFAULT_PRESET)
     from tui.app import GradTUI
 
