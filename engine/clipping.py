@@ -37,8 +37,13 @@ class ClipStrategy:
     def apply(self, raw_norms: list[torch.Tensor]) -> None:
         """Clip `.grad` in place after backward; `raw_norms` are their L2 norms."""
 
-    def clipped_count(self, raw: list[torch.Tensor]) -> torch.Tensor | None:
-        """How many elements clipping changed on this step (a device scalar)."""
+    def clipped_count(
+        self, raw: list[torch.Tensor], raw_norms: list[torch.Tensor] | None = None
+    ) -> torch.Tensor | None:
+        """How many elements clipping will change on this step (a device scalar).
+
+        Called before `apply`, with the same raw gradients and their L2 norms.
+        """
         return None
 
     def __enter__(self) -> ClipStrategy:
@@ -63,7 +68,7 @@ class ValueClip(ClipStrategy):
             torch._foreach_clamp_min_(grads, -self.clip_value)
             torch._foreach_clamp_max_(grads, self.clip_value)
 
-    def clipped_count(self, raw: list[torch.Tensor]) -> torch.Tensor | None:
+    def clipped_count(self, raw, raw_norms=None) -> torch.Tensor | None:
         return _count_above(raw, self.clip_value)
 
 
@@ -80,27 +85,35 @@ class NormClip(ClipStrategy):
     def __init__(self, max_norm: float, norm_type: float = 2.0) -> None:
         self.max_norm = max_norm
         self.norm_type = norm_type
+        self._coef: tuple[int, torch.Tensor] | None = None  # (id of raw_norms, coefficient)
+
+    def _coefficient(self, grads: list[torch.Tensor], raw_norms: list[torch.Tensor] | None):
+        # clipped_count and apply of one step share it: computed once.
+        if raw_norms is not None and self._coef is not None and self._coef[0] == id(raw_norms):
+            return self._coef[1]
+        if self.norm_type == math.inf:
+            total = torch.stack(torch._foreach_norm(grads, math.inf)).max()
+        else:
+            norms = raw_norms if raw_norms is not None else torch._foreach_norm(grads)
+            total = torch.linalg.vector_norm(torch.stack(list(norms)), 2.0)
+        coef = torch.clamp(self.max_norm / (total + 1e-6), max=1.0)
+        self._coef = (id(raw_norms), coef) if raw_norms is not None else None
+        return coef
 
     def apply(self, raw_norms: list[torch.Tensor]) -> None:
         grads = [p.grad for p in self.params if p.grad is not None]
         if not grads:
             return
-        if self.norm_type == math.inf:
-            norms = torch._foreach_norm(grads, math.inf)
-            total = torch.stack(norms).max()
-        else:
-            total = torch.linalg.vector_norm(torch.stack(raw_norms), 2.0)
-        coef = torch.clamp(self.max_norm / (total + 1e-6), max=1.0)
+        coef = self._coefficient(grads, raw_norms)
+        self._coef = None
         torch._foreach_mul_(grads, coef)
 
-    def clipped_count(self, raw: list[torch.Tensor]) -> torch.Tensor | None:
+    def clipped_count(self, raw, raw_norms=None) -> torch.Tensor | None:
         # The probe counts before `apply` (value clipping edits the raw tensors in
         # place), so the decision is taken here from the raw gradients themselves.
         if not raw:
             return None
-        norms = torch.stack(torch._foreach_norm(raw, self.norm_type))
-        total = norms.max() if self.norm_type == math.inf else torch.linalg.vector_norm(norms, 2.0)
-        clipped = self.max_norm / (total + 1e-6) < 1.0
+        clipped = self._coefficient(raw, raw_norms) < 1.0
         return clipped.to(torch.float32) * sum(g.numel() for g in raw)
 
 
@@ -136,7 +149,7 @@ class HookClip(ClipStrategy):
         self._raw = {}
         return raw
 
-    def clipped_count(self, raw: list[torch.Tensor]) -> torch.Tensor | None:
+    def clipped_count(self, raw, raw_norms=None) -> torch.Tensor | None:
         return _count_above(raw, self.clip_value)
 
     def close(self) -> None:
@@ -152,11 +165,21 @@ class TimestepClip(ClipStrategy):
     changes_gradients = False  # the parameter gradients are what backward produced
 
 
+# Below this many elements in all, counting over one concatenated copy saves
+# the per-tensor dispatch that dominates on small models.
+_CONCAT_BELOW = 1 << 16
+
+
 def _count_above(grads: list[torch.Tensor], limit: float) -> torch.Tensor | None:
+    """How many elements exceed +-limit (a float32 device scalar)."""
     if not grads:
         return None
-    counts = [torch.count_nonzero(g.abs() > limit) for g in grads]
-    return torch.stack(counts).sum().to(torch.float32)
+    f32 = torch.float32
+    if len(grads) > 1 and sum(g.numel() for g in grads) < _CONCAT_BELOW:
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        return torch.sum(flat.abs() > limit, dtype=f32)
+    counts = [torch.sum(g.abs() > limit, dtype=f32) for g in grads]
+    return counts[0] if len(counts) == 1 else torch.stack(counts).sum()
 
 
 def make_clip(

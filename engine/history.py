@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from operator import attrgetter
 
 import numpy as np
 
@@ -19,6 +20,7 @@ from engine.buckets import Buckets, reduce_rows
 from engine.records import LAYER_STATS, StepRecord
 
 SCALARS = ("loss", "grad_norm", "grad_norm_clipped", "clipped_frac")
+_LAYER_VALUES = attrgetter(*LAYER_STATS)  # one LayerStats -> its values in column order
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ class History:
             if self._n == self.window_size:
                 self._fold_half()
             self._steps[self._n] = record.step
-            self._rows[self._n] = self._row(record)
+            self._row(record)
             self._n += 1
             self.count += 1
             self.version += 1
@@ -95,26 +97,19 @@ class History:
         self._rows = np.full((self.window_size, len(self.columns)), np.nan)
         self._present = np.zeros((self.window_size, len(self.columns)), dtype=bool)
         self._overview = Buckets(self.bucket_count, len(self.columns))
+        self._missing = (None,) * len(LAYER_STATS)
 
-    def _row(self, record: StepRecord) -> np.ndarray:
-        values = {
-            "loss": record.loss,
-            "grad_norm": record.grad_norm,
-            "grad_norm_clipped": record.grad_norm_clipped,
-            "clipped_frac": record.clipped_frac,
-        }
-        for name, stats in record.layers.items():
-            for stat, value in stats.as_dict().items():
-                values[f"{name}.{stat}"] = value
-        row = np.full(len(self.columns), np.nan)
-        present = self._present[self._n]
-        present[:] = False
-        for key, value in values.items():
-            index = self._index.get(key)
-            if index is not None and value is not None:
-                row[index] = value
-                present[index] = True
-        return row
+    def _row(self, record: StepRecord) -> None:
+        # Flattened in column order: the scalars, then every layer's stats.
+        values = [record.loss, record.grad_norm, record.grad_norm_clipped, record.clipped_frac]
+        layers = record.layers
+        for name in self.layer_names:
+            stats = layers.get(name)
+            values.extend(_LAYER_VALUES(stats) if stats is not None else self._missing)
+        # None (not captured) and NaN (trained into) stay apart: NaN in the row,
+        # False in `present` only for None.
+        self._rows[self._n] = np.array(values, dtype=float)
+        self._present[self._n] = [v is not None for v in values]
 
     def _fold_half(self) -> None:
         half = self.window_size // 2

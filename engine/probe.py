@@ -15,36 +15,50 @@ Usage in a plain loop::
 Cost policy: the sentinels (loss, total gradient norm raw and clipped, each
 layer's gradient norm) are taken on every step; the full gradient and weight
 statistics on step 0 and every `capture_every`-th step; activations and
-histograms on step 0 and every `activation_every`-th step. Everything a step
-measured is gathered on the device and copied to the host once.
+histograms on step 0 and every `activation_every`-th step.
+
+What a step measured is read back in one go: on a GPU, one device-to-host copy
+per step (a second only on a step whose loss or gradient went non-finite, to
+name the layer). On the CPU, where a read costs no synchronization, the values
+are read right after they are computed, while the tensors are still as
+measured, so that the few statistics the fast float32 partials cannot give to
+float tolerance are recomputed exactly (see engine.stats).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import fields
 
 import torch
 from torch import nn
 
 from engine.clipping import ClipStrategy
-from engine.records import Histogram, LayerStats, StepRecord
-from engine.stats import (
-    ActivationTap,
-    histogram_rows,
-    moments,
-    nonfinite_counts,
-    weight_layers,
+from engine.readout import (
+    ReadQueue,
+    queue_activations,
+    queue_grads,
+    queue_histograms,
+    queue_weights,
+    store,
 )
+from engine.records import LayerStats, StepRecord
+from engine.stats import HIST_BINS, ActivationTap, weight_layers
 
-HIST_BINS = 24
+__all__ = ["GradientProbe", "HIST_BINS"]
+
+# Devices whose values are read as soon as computed (a read there costs no
+# synchronization). Others get torch's own reductions and one read per step;
+# tests empty this set to run that path on the CPU.
+EAGER_DEVICES = {"cpu"}
 
 
 class GradientProbe:
     """Measures gradients, weights and activations of `model`, step by step.
 
-    `layers` maps a layer name to its weight parameter (default: every
-    parameter of two or more dimensions, named without ".weight"); hooks are
-    removed on exit, whatever happens.
+    The layers are the parameters of two or more dimensions, named without
+    ".weight" (engine.stats.weight_layers); hooks are removed on exit,
+    whatever happens.
     """
 
     def __init__(
@@ -66,8 +80,11 @@ class GradientProbe:
         self.layer_names, self.layer_params = weight_layers(model)
         index_of = {id(p): i for i, p in enumerate(self.params)}
         self._layer_index = [index_of[id(p)] for p in self.layer_params]
+        self._layer_numel = [p.numel() for p in self.layer_params]
+        self._all_present = tuple(range(len(self.params)))
+        self._all_numel = sum(p.numel() for p in self.params)
         self.taps = ActivationTap(model, self.layer_names)
-        self._pending: dict | None = None
+        self._pending: tuple | None = None  # what after_backward left for end_step
         self.capture = self.capture_acts = False
         self.step = 0
 
@@ -96,130 +113,165 @@ class GradientProbe:
     def after_backward(self) -> None:
         """Measure the raw gradients, clip them, measure the applied ones.
 
-        Call between `loss.backward()` and `optimizer.step()`. All results
-        stay on the device until `end_step`.
+        Call between `loss.backward()` and `optimizer.step()`.
         """
-        raw_all = self.clip.raw_grads()
-        present = [i for i, g in enumerate(raw_all) if g is not None]
-        raw = [raw_all[i] for i in present]
-        raw_norms = list(torch._foreach_norm(raw)) if raw else []
-        pending: dict = {"present": present, "raw_norms": raw_norms}
-        if self.capture:
-            layer_raw = self._layer_tensors(raw_all)
-            pending["raw_moments"] = moments(layer_raw)
-            pending["nonfinite"] = nonfinite_counts(layer_raw)
-            pending["clipped"] = self.clip.clipped_count(raw)
-            pending["numel"] = sum(g.numel() for g in raw)
-        self.clip.apply(raw_norms)
-        if self.clip.changes_gradients:
-            applied = [self.params[i].grad for i in present]
-            pending["applied_norms"] = list(torch._foreach_norm(applied))
-        else:
-            pending["applied_norms"] = raw_norms
-        if self.capture:
-            layer_grads = self._layer_tensors([p.grad for p in self.params])
-            pending["moments"] = (
-                moments(layer_grads) if self.clip.changes_gradients else pending["raw_moments"]
-            )
-            pending["weights"] = moments([p.detach() for p in self.layer_params])
-        if self.capture_acts:
-            # Histograms first: statistics() forgets the kept activations.
-            pending["hist"] = histogram_rows(
-                {
-                    "weight": [p.detach() for p in self.layer_params],
-                    "grad": [self.params[i].grad for i in self._layer_index],
-                    "act": self.taps.outputs(),
-                },
-                HIST_BINS,
-            )
-            pending["acts"] = self.taps.statistics(self.saturating)
-        self._pending = pending
+        with torch.no_grad():
+            self._pending = self._measure()
 
-    def _layer_tensors(self, grads: list[torch.Tensor | None]) -> list[torch.Tensor]:
+    def _measure(self) -> tuple:
+        clip, capture = self.clip, self.capture
+        raw_all = clip.raw_grads()
+        if any(g is None for g in raw_all):
+            present = tuple(i for i, g in enumerate(raw_all) if g is not None)
+            raw = [raw_all[i] for i in present]
+        else:
+            present, raw = self._all_present, raw_all
+        raw_norms = torch._foreach_norm(raw) if raw else []
+        if not capture and not self.capture_acts:
+            # A sentinel step: norms only, read together with the loss in end_step.
+            clip.apply(raw_norms)
+            if not clip.changes_gradients:
+                return present, raw_norms, None
+            grads = [p.grad for p in self.params]
+            return present, raw_norms, torch._foreach_norm([grads[i] for i in present])
+        eager = not raw or raw[0].device.type in EAGER_DEVICES
+        q, found = ReadQueue(), {"present": present}
+        q.add(raw_norms, store(found, "raw_norms"))
+        if capture:
+            norms = self._norms_of(found, "raw_norms")
+            queue_grads(q, found, "raw", self._layer_grads(raw_all), norms, eager)
+            count = clip.clipped_count(raw, raw_norms)
+            if count is not None:
+                q.add([count], store(found, "clipped"))
+            if eager and clip.changes_gradients:
+                q.flush()  # value clipping rewrites these tensors in place
+        clip.apply(raw_norms)
+        if clip.changes_gradients:
+            grads = [p.grad for p in self.params]
+            applied = [grads[i] for i in present]
+            q.add(torch._foreach_norm(applied) if applied else [], store(found, "applied_norms"))
+            if capture:
+                norms = self._norms_of(found, "applied_norms")
+                queue_grads(q, found, "applied", self._layer_grads(grads), norms, eager)
+        if capture:
+            queue_weights(q, found, self.layer_params, eager)
+        if self.capture_acts:
+            acts = [_as_float(a) for a in self.taps.take()]
+            queue_activations(q, found, acts, self.saturating, eager)
+            groups = (
+                ("weight", list(self.layer_params)),
+                ("grad", [p.grad for p in self.layer_params]),
+                ("act", acts),
+            )
+            queue_histograms(q, found, groups, self.layer_names, eager)
+        if eager and (capture or self.capture_acts):
+            q.flush()  # read while every tensor is as measured (fallbacks need them)
+        return q, found
+
+    def _layer_grads(self, grads: list[torch.Tensor | None]) -> list[torch.Tensor]:
         # A layer that took no part in backward has a zero gradient, not a missing one.
         return [
             g if (g := grads[i]) is not None else torch.zeros_like(self.params[i])
             for i in self._layer_index
         ]
 
-    def end_step(self, loss: torch.Tensor, epoch: int = 0, extra: torch.Tensor | None = None) -> StepRecord:
-        """Copy this step's measurements to the host (once) and build its record."""
-        p = self._pending or {"present": [], "raw_norms": [], "applied_norms": []}
-        self._pending = None
-        device = loss.device
-        zero = torch.zeros((), device=device)
-        parts = [loss.detach().reshape(1).float()]
-        raw_n = _stack(p["raw_norms"], zero)
-        app_n = _stack(p["applied_norms"], zero)
-        parts += [raw_n.float(), app_n.float()]
-        layout: list[tuple[str, int]] = [("loss", 1), ("raw", raw_n.numel()), ("applied", app_n.numel())]
-        for key in ("raw_moments", "moments", "weights", "nonfinite", "acts", "hist"):
-            if key in p:
-                parts.append(p[key].reshape(-1).float())
-                layout.append((key, p[key].numel()))
-        if p.get("clipped") is not None:
-            parts.append(p["clipped"].reshape(1).float())
-            layout.append(("clipped", 1))
-        if extra is not None:
-            parts.append(extra.detach().reshape(-1).float())
-            layout.append(("extra", extra.numel()))
-        # The one device-to-host copy of the step: everything above in one tensor.
-        flat = torch.cat([t.to(device) for t in parts]).cpu().tolist()
-        values, offset = {}, 0
-        for key, size in layout:
-            values[key] = flat[offset : offset + size]
-            offset += size
-        return self._record(values, p, epoch)
+    def _norms_of(self, found: dict, key: str):
+        # The layers' norms, once the queue has read found[key].
+        def norms() -> list[float]:
+            values = found[key]
+            return [values[k] if k is not None else 0.0 for k in self._slots(found["present"])]
 
-    # -- building the record -------------------------------------------------
-    def _record(self, v: dict, p: dict, epoch: int) -> StepRecord:
-        raw_norms, applied_norms = v["raw"], v["applied"]
-        total_raw = _l2(raw_norms)
-        total_applied = _l2(applied_norms)
-        slot = {param_index: k for k, param_index in enumerate(p["present"])}
+        return norms
+
+    def _slots(self, present: tuple[int, ...]) -> list[int | None]:
+        if present is self._all_present:
+            return self._layer_index
+        slot = {i: k for k, i in enumerate(present)}
+        return [slot.get(i) for i in self._layer_index]
+
+    # -- the host copy and the record ----------------------------------------
+    def end_step(
+        self, loss: torch.Tensor, epoch: int = 0, extra: torch.Tensor | None = None
+    ) -> StepRecord:
+        """Read what the step measured (one host copy) and build its record."""
+        pending, self._pending = self._pending, None
+        loss = loss.detach().reshape(())
+        if pending is None:
+            pending = (), [], None
+        if len(pending) == 3 and extra is None:
+            present, raw_norms, applied_norms = pending
+            values = torch.stack([loss, *raw_norms, *(applied_norms or ())]).tolist()
+            n = len(raw_norms)
+            found = {"present": present, "loss": values[:1], "raw_norms": values[1 : n + 1]}
+            if applied_norms is not None:
+                found["applied_norms"] = values[n + 1 :]
+            return self._record(found, epoch)
+        if len(pending) == 3:
+            present, raw_norms, applied_norms = pending
+            q, found = ReadQueue(), {"present": present}
+            q.add(raw_norms, store(found, "raw_norms"))
+            if applied_norms is not None:
+                q.add(applied_norms, store(found, "applied_norms"))
+        else:
+            q, found = pending
+        q.add([loss], store(found, "loss"))
+        if extra is not None:
+            q.add_vectors([extra.detach().reshape(-1)], store(found, "extra"))
+        q.flush()
+        return self._record(found, epoch)
+
+    def _record(self, f: dict, epoch: int) -> StepRecord:
+        raw_norms = f["raw_norms"]
+        applied_norms = f.get("applied_norms", raw_norms)
+        slots = self._slots(f["present"])
+        raw, weights, acts = f.get("raw"), f.get("weights"), f.get("acts")
+        applied = f.get("applied", raw)
+        lr, saturating = self.lr, self.saturating is not None
         layers = {}
-        n_layers = len(self.layer_names)
         for j, name in enumerate(self.layer_names):
-            k = slot.get(self._layer_index[j])
-            stats = {
-                "raw_grad_norm": raw_norms[k] if k is not None else None,
-                "grad_norm": applied_norms[k] if k is not None else None,
-            }
-            if "raw_moments" in v:
-                stats.update(_moment_fields(v["raw_moments"], j, n_layers, "raw_grad_"))
-                stats.update(_moment_fields(v["moments"], j, n_layers, "grad_"))
-                w = _moment_fields(v["weights"], j, n_layers, "weight_")
-                stats["weight_mean"], stats["weight_std"] = w["weight_mean"], w["weight_std"]
-                stats["grad_nonfinite"] = v["nonfinite"][j]
-                if self.lr is not None and stats["grad_norm"] is not None:
-                    stats["update_ratio"] = _ratio(self.lr * stats["grad_norm"], w["weight_norm"])
-            if "acts" in v:
-                present, mean, std, zero_frac, saturation = v["acts"][j * 5 : j * 5 + 5]
-                if present:
-                    stats.update(act_mean=mean, act_std=std, act_zero_frac=zero_frac)
-                    if self.saturating is not None:
-                        stats["act_saturation"] = saturation
-            layers[name] = LayerStats(**stats)
-        histograms = None
-        if "hist" in v:
-            histograms = _histograms(v["hist"], self.layer_names, HIST_BINS)
+            k = slots[j]
+            s = dict(_BLANK)
+            if k is not None:
+                s["raw_grad_norm"] = raw_norms[k]
+                s["grad_norm"] = applied_norms[k]
+            if raw is not None:
+                r, a, w = raw[j], applied[j], weights[j]
+                s["raw_grad_mean"], s["raw_grad_std"], s["raw_grad_abs_max"] = r[0], r[1], r[2]
+                s["grad_mean"], s["grad_std"], s["grad_abs_max"] = a[0], a[1], a[2]
+                s["grad_nonfinite"] = r[3]
+                s["weight_mean"], s["weight_std"] = w[0], w[1]
+                if lr is not None and k is not None:
+                    s["update_ratio"] = _ratio(lr * applied_norms[k], w[2])
+            if acts is not None and (act := acts[j]) is not None:
+                s["act_mean"], s["act_std"], s["act_zero_frac"] = act[0], act[1], act[2]
+                if saturating:
+                    s["act_saturation"] = act[3]
+            layers[name] = _layer_stats(s)
         clipped_frac = None
-        if "clipped" in v and p.get("numel"):
-            clipped_frac = v["clipped"][0] / p["numel"]
+        if "clipped" in f:
+            numel = (
+                self._all_numel
+                if f["present"] is self._all_present
+                else sum(self.params[i].numel() for i in f["present"])
+            )
+            clipped_frac = f["clipped"][0] / numel if numel else None
         elif self.capture and not self.clip.changes_gradients:
             clipped_frac = 0.0
-        return StepRecord(
-            step=self.step,
-            epoch=epoch,
-            loss=v["loss"][0],
-            grad_norm=total_raw,
-            grad_norm_clipped=total_applied,
-            clipped_frac=clipped_frac,
-            layers=layers,
-            histograms=histograms,
-            timestep_grad_norms=tuple(v["extra"]) if "extra" in v else None,
-            captured=self.capture,
-            activations_captured=self.capture_acts,
+        return _fast(
+            StepRecord,
+            {
+                "step": self.step,
+                "epoch": epoch,
+                "loss": f["loss"][0],
+                "grad_norm": _l2(raw_norms),
+                "grad_norm_clipped": _l2(applied_norms),
+                "clipped_frac": clipped_frac,
+                "layers": layers,
+                "histograms": f.get("hist"),
+                "timestep_grad_norms": tuple(f["extra"][0]) if "extra" in f else None,
+                "captured": self.capture,
+                "activations_captured": self.capture_acts,
+            },
         )
 
     def nonfinite_layer(self) -> str | None:
@@ -228,15 +280,39 @@ class GradientProbe:
         A second host copy, taken only on the rare step a sentinel tripped.
         """
         grads = [p.grad for p in self.layer_params]
-        counts = nonfinite_counts(grads).cpu().tolist()
-        for name, count in zip(self.layer_names, counts):
-            if count > 0:
-                return name
-        return None
+        here = [(name, g) for name, g in zip(self.layer_names, grads, strict=True) if g is not None]
+        if not here:
+            return None
+        counts = torch.stack([(~torch.isfinite(g)).sum() for _, g in here]).tolist()
+        return next((name for (name, _), c in zip(here, counts, strict=True) if c > 0), None)
 
 
-def _stack(items: list[torch.Tensor], zero: torch.Tensor) -> torch.Tensor:
-    return torch.stack(items) if items else zero.reshape(0)
+def _as_float(a: torch.Tensor | None) -> torch.Tensor | None:
+    # Half-precision sums would round; the statistics are taken in float32 at least.
+    if a is None or a.dtype in (torch.float32, torch.float64):
+        return a
+    return a.float()
+
+
+_BLANK = {f.name: None for f in fields(LayerStats)}
+
+
+_FIELD_COUNT = {cls: len(fields(cls)) for cls in (LayerStats, StepRecord)}
+
+
+def _fast(cls, values: dict):
+    # A frozen dataclass's __init__ sets its fields one object.__setattr__ at a
+    # time: microseconds a layer a step. Given every field, filling the instance
+    # dict builds the same object (eq, hash, repr and replace read attributes).
+    if hasattr(cls, "__slots__") or len(values) != _FIELD_COUNT[cls]:
+        return cls(**values)
+    obj = object.__new__(cls)
+    obj.__dict__.update(values)
+    return obj
+
+
+def _layer_stats(values: dict) -> LayerStats:
+    return _fast(LayerStats, values)
 
 
 def _l2(values: list[float]) -> float:
@@ -250,25 +326,3 @@ def _ratio(numerator: float, denominator: float) -> float:
     if denominator == 0:
         return math.inf if numerator else math.nan
     return numerator / denominator
-
-
-def _moment_fields(flat: list[float], j: int, n: int, prefix: str) -> dict:
-    # moments() lays out rows of (mean, std, norm, abs_max) per layer.
-    mean, std, norm, abs_max = flat[j * 4 : j * 4 + 4]
-    if prefix == "weight_":
-        return {"weight_mean": mean, "weight_std": std, "weight_norm": norm}
-    return {f"{prefix}mean": mean, f"{prefix}std": std, f"{prefix}abs_max": abs_max}
-
-
-def _histograms(flat: list[float], names: list[str], bins: int) -> dict:
-    row = bins + 3  # lo, hi, nonfinite, counts
-    out: dict[str, dict[str, Histogram]] = {}
-    for k, kind in enumerate(("weight", "grad", "act")):
-        out[kind] = {}
-        for j, name in enumerate(names):
-            start = (k * len(names) + j) * row
-            r = flat[start : start + row]
-            if r[0] != r[0] and r[1] != r[1] and not any(r[3:]):
-                continue  # no activation was recorded for this layer
-            out[kind][name] = Histogram(lo=r[0], hi=r[1], counts=tuple(r[3:]), nonfinite=r[2])
-    return out

@@ -85,7 +85,8 @@ class Trainer:
     def step(self) -> StepRecord:
         """Train on one batch and return what the probe recorded."""
         x, y = self._next_batch()
-        self.model.train()
+        if not self.model.training:  # train() walks every module: not on every step
+            self.model.train()
         self.probe.begin_step(self.step_index)
         loss = self.loss_fn(self.model(x), y)
         self.optimizer.zero_grad()

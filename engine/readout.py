@@ -1,0 +1,268 @@
+"""How a captured step's statistics get from tensors to Python floats.
+
+A `ReadQueue` collects device values and reads them in one go; each batch
+comes with a consumer that turns its floats into rows of statistics in the
+step's `found` dict, which GradientProbe then makes a record of.
+
+Every `queue_*` function has two paths. `eager` (the CPU): float32 partials
+(sums, norms, extremes), read at once while the tensors are as measured, so a
+statistic the partials cannot give exactly is recomputed from the tensor
+itself (engine.stats). Otherwise (a GPU): torch's own reductions, queued for
+the one device-to-host copy of the step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from engine.records import Histogram
+from engine.stats import (
+    HIST_BINS,
+    abs_max,
+    exact_moments,
+    fast_histogram,
+    hist_sample,
+    histogram_row,
+    host_counts,
+    mean_std,
+    nonfinite_count,
+    queue_device_activations,
+    queue_device_moments,
+    queue_sum_range,
+    queue_sums,
+)
+
+_FLOAT_LIMIT = 3.0e38  # a span wider than this overflows float32 arithmetic
+
+
+class ReadQueue:
+    """Device values waiting for the host: scalars stacked, vectors appended, one read.
+
+    Each batch comes with a consumer called with its host values, in order.
+    """
+
+    __slots__ = ("scalars", "vectors", "consumers")
+
+    def __init__(self) -> None:
+        self.scalars: list[torch.Tensor] = []
+        self.vectors: list[torch.Tensor] = []
+        self.consumers: list = []
+
+    def add(self, tensors, consume: Callable[[list[float]], None]) -> None:
+        """Queue 0-d tensors; `consume(list_of_floats)` gets their values."""
+        self.consumers.append((False, len(self.scalars), len(tensors), consume))
+        self.scalars.extend(tensors)
+
+    def add_vectors(self, tensors: list[torch.Tensor], consume) -> None:
+        """Queue 1-d tensors; `consume([list_of_floats, ...])` gets one list each."""
+        self.consumers.append((True, len(self.vectors), len(tensors), consume))
+        self.vectors.extend(tensors)
+
+    def flush(self) -> None:
+        """Read everything queued (one host copy) and run the consumers."""
+        if not self.consumers:
+            return
+        scalars, vectors = self.scalars, self.vectors
+        if vectors:
+            head = [torch.stack(scalars)] if scalars else []
+            flat = torch.cat(head + vectors).tolist()
+            values = flat[: len(scalars)]
+            rows, offset = [], len(scalars)
+            for v in vectors:
+                n = v.numel()
+                rows.append(flat[offset : offset + n])
+                offset += n
+        elif len(scalars) == 1:
+            values, rows = [scalars[0].item()], []
+        else:
+            values, rows = (torch.stack(scalars).tolist() if scalars else []), []
+        consumers = self.consumers
+        self.scalars, self.vectors, self.consumers = [], [], []
+        for is_vector, start, count, consume in consumers:
+            consume(rows[start : start + count] if is_vector else values[start : start + count])
+
+
+def store(found: dict, key: str):
+    """A consumer that keeps the values under `key`."""
+
+    def consume(values: list) -> None:
+        found[key] = values
+
+    return consume
+
+
+def queue_grads(q: ReadQueue, found: dict, key: str, grads: list, norms, eager: bool) -> None:
+    """Per layer (mean, std, abs max, non-finite count, min, max) into found[key].
+
+    `norms()` gives the layers' L2 norms on the host once the queue is read.
+    """
+    parts: list[torch.Tensor] = []
+    if eager:
+        queue_sum_range(grads, parts)
+
+        def finish(v: list[float]) -> None:
+            rows = []
+            for j, (g, norm) in enumerate(zip(grads, norms(), strict=True)):
+                s, lo, hi = v[3 * j : 3 * j + 3]
+                finite = math.isfinite(lo) and math.isfinite(hi)
+                ms = mean_std(g.numel(), s, norm * norm, finite)
+                mean, std = ms if ms is not None else exact_moments(g)
+                bad = 0.0 if math.isfinite(norm) else nonfinite_count(g)
+                rows.append((mean, std, abs_max(lo, hi), bad, lo, hi))
+            found[key] = rows
+    else:
+        queue_device_moments(grads, parts, grads=True)
+
+        def finish(v: list[float]) -> None:
+            found[key] = [
+                (v[4 * j], v[4 * j + 1], v[4 * j + 2], v[4 * j + 3], None, None)
+                for j in range(len(grads))
+            ]
+
+    q.add(parts, finish)
+
+
+def queue_weights(q: ReadQueue, found: dict, weights: list, eager: bool) -> None:
+    """Per layer (mean, std, L2 norm) of the weights into found["weights"]."""
+    parts = list(torch._foreach_norm(weights))
+    n = len(weights)
+    if eager:
+        queue_sums(weights, parts)
+
+        def finish(v: list[float]) -> None:
+            rows = []
+            for j, w in enumerate(weights):
+                norm, s = v[j], v[n + j]
+                ms = mean_std(w.numel(), s, norm * norm)
+                mean, std = ms if ms is not None else exact_moments(w)
+                rows.append((mean, std, norm))
+            found["weights"] = rows
+    else:
+        queue_device_moments(weights, parts, grads=False)
+
+        def finish(v: list[float]) -> None:
+            found["weights"] = [(v[n + 2 * j], v[n + 2 * j + 1], v[j]) for j in range(n)]
+
+    q.add(parts, finish)
+
+
+def queue_activations(q: ReadQueue, found: dict, acts: list, saturating, eager: bool) -> None:
+    """Per layer (mean, std, zero fraction, saturated fraction) into found["acts"]."""
+    here = [a for a in acts if a is not None]
+    parts: list[torch.Tensor] = []
+    if eager:
+        parts += torch._foreach_norm(here) if here else []
+        parts += [a.sum() for a in here]
+        counts = [host_counts(a, saturating) for a in here]
+    else:
+        queue_device_activations(here, saturating, parts)
+    width = 4 if saturating is not None else 3
+    m = len(here)
+
+    def finish(v: list[float]) -> None:
+        rows, k = [], 0
+        for a in acts:
+            if a is None:
+                rows.append(None)
+                continue
+            n = a.numel()
+            if eager:
+                norm, total = v[k], v[m + k]
+                ms = mean_std(n, total, norm * norm)
+                mean, std = ms if ms is not None else exact_moments(a)
+                zeros, saturated = counts[k]
+            else:
+                cell = v[k * width : (k + 1) * width]
+                mean, std, zeros = cell[0], cell[1], cell[2]
+                saturated = cell[3] if width == 4 else None
+            rows.append((mean, std, zeros / n, None if saturated is None else saturated / n))
+            k += 1
+        found["acts"] = rows
+
+    q.add(parts, finish)
+
+
+def queue_histograms(
+    q: ReadQueue, found: dict, groups: tuple, names: list[str], eager: bool
+) -> None:
+    """found["hist"]: kind -> layer -> Histogram, for groups of (kind, tensors per layer)."""
+    if not eager:
+        rows = [histogram_row(t, HIST_BINS, _device(groups)) for _, ts in groups for t in ts]
+        if rows:
+            q.add_vectors([torch.stack(rows).reshape(-1)], _device_finish(groups, names, found))
+        return
+    # Extremes first, read at once (the gradients' are known on captured steps).
+    q.flush()
+    grad_rows = found.get("applied") or found.get("raw")
+    extremes: list[torch.Tensor] = []
+    for kind, tensors in groups:
+        for t in tensors:
+            if t is not None and (kind != "grad" or grad_rows is None):
+                extremes.extend(torch.aminmax(t))
+    q.add(extremes, store(found, "extremes"))
+    q.flush()
+    values, k = found.pop("extremes"), 0
+    plans, rows = [], []
+    for kind, tensors in groups:
+        for j, t in enumerate(tensors):
+            if t is None:
+                continue
+            if kind == "grad" and grad_rows is not None:
+                lo, hi = grad_rows[j][4], grad_rows[j][5]
+            else:
+                lo, hi = values[k], values[k + 1]
+                k += 2
+            if math.isfinite(lo) and math.isfinite(hi) and hi - lo < _FLOAT_LIMIT:
+                sample = hist_sample(t)
+                plans.append((kind, names[j], lo, hi, t.numel() / sample.numel()))
+                rows.append(fast_histogram(sample, lo, hi, HIST_BINS))
+            else:  # NaN or inf inside: the exact row sets them apart
+                plans.append((kind, names[j], None, None, 1.0))
+                rows.append(histogram_row(t, HIST_BINS, t.device))
+    q.add_vectors(rows, _host_finish(plans, found))
+
+
+def _host_finish(plans: list, found: dict):
+    def finish(rows: list[list[float]]) -> None:
+        out: dict[str, dict[str, Histogram]] = {"weight": {}, "grad": {}, "act": {}}
+        for (kind, name, lo, hi, scale), row in zip(plans, rows, strict=True):
+            if lo is None:  # the exact row: lo, hi, non-finite, counts
+                out[kind][name] = Histogram(row[0], row[1], tuple(row[3:]), row[2])
+                continue
+            counts = row[:HIST_BINS]
+            counts[-1] += row[HIST_BINS]  # the maximum belongs to the last bin
+            if scale != 1.0:
+                counts = [c * scale for c in counts]
+            out[kind][name] = Histogram(lo, hi, tuple(counts), 0.0)
+        found["hist"] = out
+
+    return finish
+
+
+def _device(groups: tuple) -> torch.device:
+    for _, tensors in groups:
+        for t in tensors:
+            if t is not None:
+                return t.device
+    return torch.device("cpu")
+
+
+def _device_finish(groups: tuple, names: list[str], found: dict):
+    width = HIST_BINS + 3
+
+    def finish(rows: list[list[float]]) -> None:
+        flat, k = rows[0], 0
+        out: dict[str, dict[str, Histogram]] = {}
+        for kind, tensors in groups:
+            out[kind] = {}
+            for j, t in enumerate(tensors):
+                r = flat[k * width : (k + 1) * width]
+                k += 1
+                if t is not None:
+                    out[kind][names[j]] = Histogram(r[0], r[1], tuple(r[3:]), r[2])
+        found["hist"] = out
+
+    return finish
