@@ -44,7 +44,7 @@ def test_first_frame_is_painted_before_torch_is_imported():
         f"""
         import asyncio, sys
         import tui.app
-        tui.app._warm_torch = lambda: None
+        tui.app.warm_torch = lambda: None
         from engine.presets import PRESETS
         from tui.testing import screen_text, wait_for_frame
 

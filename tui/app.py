@@ -24,10 +24,11 @@ from textual.widgets import ContentSwitcher, Footer, Static
 
 from engine.config import RunConfig
 from engine.presets import PRESETS
-from engine.records import StepRecord
 from engine.session import ERROR, FINISHED, RUNNING, STOPPED, TrainingSession
+from tui.frames import draw_frame, visible_panels
 from tui.layers import expected_layers
 from tui.messages import FormChanged, PresetChosen
+from tui.runs import SPEEDS, FirstRecord, run_label, warm_torch
 from tui.widgets.config_form import ConfigForm
 from tui.widgets.control_bar import ControlBar
 from tui.widgets.flow_bars import FlowBars
@@ -39,47 +40,9 @@ from tui.widgets.panel import FrameContext, HistoryPanel
 from tui.widgets.sidebar import Sidebar
 from tui.widgets.status_bar import StatusBar
 
-SPEEDS: tuple[float | None, ...] = (1, 2, 5, 10, 20, 50, 100, 200, None)  # None: unlimited
 SIDEBAR_MIN_WIDTH = 100  # below this the side panel starts hidden (c shows it)
 MIN_SIZE = (40, 12)  # below this only a "terminal too small" message is shown
-
-
-def _warm_torch() -> None:
-    """Import the trainer (torch, sklearn) off the UI thread so the first step is quick."""
-    try:
-        import engine.trainer  # noqa: F401
-    except Exception:  # the session reports import errors itself, in its state
-        pass
-
-
-def run_label(config: RunConfig, preset: str | None) -> str:
-    """How the status line names a run: the preset, plus any field changed from it.
-
-    The device is left out: the same experiment on another device is still the preset.
-    """
-    if preset is None or preset not in PRESETS:
-        matches = [
-            n for n, p in PRESETS.items() if p.config.replace(device=config.device) == config
-        ]
-        return matches[0] if matches else "custom config"
-    base = PRESETS[preset].config
-    changed = [
-        f"{name}={getattr(config, name)}"
-        for name in config.to_dict()
-        if name != "device" and getattr(config, name) != getattr(base, name)
-    ]
-    return preset if not changed else f"{preset} + {', '.join(changed)}"
-
-
-class FirstRecord:
-    """Keeps a session's first record; called in the training thread (one assignment)."""
-
-    def __init__(self) -> None:
-        self.record: StepRecord | None = None
-
-    def __call__(self, record: StepRecord) -> None:
-        if self.record is None:
-            self.record = record
+VIEW_TITLES = {"gradients": "Gradients", "distributions": "Histograms"}  # the view button
 
 
 class GradTUI(App):
@@ -112,7 +75,6 @@ class GradTUI(App):
         self.session_label = run_label(config, preset)
         self.frame_ms = 0.0  # cost of the last frame's drawing, for benchmarks
         self._sidebar_choice: bool | None = None  # None: by terminal width
-        self._panels: list[HistoryPanel] = []
         self._timer: Timer | None = None
         self._warm: threading.Thread | None = None
         self._settled: tuple | None = None  # (history, version) once every panel drew it
@@ -124,7 +86,7 @@ class GradTUI(App):
         with Vertical(id="main"):
             yield StatusBar(id="status")
             yield ControlBar(id="controls")
-            with ContentSwitcher(initial="gradients", id="views"):
+            with ContentSwitcher(initial="gradients", id="views") as self._views:
                 with Grid(id="gradients"):
                     yield LossPlot(id="loss")
                     yield GradMeanPlot(id="grad-mean")
@@ -141,12 +103,11 @@ class GradTUI(App):
 
     def on_mount(self) -> None:
         """Start the frame timer and the torch warm-up; paint the first frame."""
-        self._panels = list(self.query(HistoryPanel))
         self._status_bar = self.query_one(StatusBar)
         self._control_bar = self.query_one(ControlBar)
         self._apply_size(self.size.width, self.size.height)
         self._timer = self.set_interval(1 / self.fps, self.refresh_frame)
-        self._warm = threading.Thread(target=_warm_torch, name="gradtui-warm", daemon=True)
+        self._warm = threading.Thread(target=warm_torch, name="gradtui-warm", daemon=True)
         self._warm.start()
         self.query_one("#presets").focus()
         self.call_after_refresh(self.refresh_frame)
@@ -182,6 +143,8 @@ class GradTUI(App):
 
     def refresh_frame(self, force: bool = False) -> None:
         """One frame: the status line always; each visible panel if its data moved."""
+        if not self.screen_stack:
+            return  # a tick that outlived the screen, while the app closes
         started = time.perf_counter()
         ctx = self.frame_context()
         history = ctx.history
@@ -194,24 +157,10 @@ class GradTUI(App):
             self.speed,
             self.show_rate,
         )
-        self._control_bar.show(ctx.status.state == RUNNING, self.speed, self.view)
-        visible = [
-            panel
-            for panel in self._panels
-            if all(node.display for node in panel.ancestors_with_self if hasattr(node, "display"))
-        ]
-        heavy = []
-        for panel in visible:
-            if panel.HEAVY and not force:
-                heavy.append(panel)
-            else:
-                panel.update_frame(ctx, force)
-        # The plotext plots take turns: one redraw per frame, the stalest first,
-        # so a frame costs one plot whatever the run's length or the layer count.
-        stale = [panel for panel in heavy if panel.needs_draw(ctx)]
-        if stale:
-            min(stale, key=lambda panel: panel.drawn_at).update_frame(ctx)
-        settled = all(p._drawn_key is not None and not p.needs_draw(ctx) for p in visible)
+        next_title = VIEW_TITLES.get(self.next_view(), self.next_view().title())
+        self._control_bar.show(ctx.status.state == RUNNING, self.speed, next_title)
+        # Queried each frame (well under a millisecond), so panels mounted later count too.
+        settled = draw_frame(visible_panels(self.query(HistoryPanel)), ctx, force)
         self._settled = (ctx.history, ctx.version) if settled else None
         self.frame_ms = (time.perf_counter() - started) * 1000
 
@@ -336,10 +285,17 @@ class GradTUI(App):
         self.session.max_steps_per_second = self.speed
         self.refresh_frame()
 
+    def next_view(self) -> str:
+        """The view `d` shows next: the views of the switcher, in order, round."""
+        views = [child.id for child in self._views.children]
+        if self.view not in views:  # not mounted yet
+            return self.view
+        return views[(views.index(self.view) + 1) % len(views)]
+
     def action_toggle_view(self) -> None:
-        """d: the gradient plots or the per-layer histograms."""
-        self.view = "distributions" if self.view == "gradients" else "gradients"
-        self.query_one("#views", ContentSwitcher).current = self.view
+        """d: the next view (gradient plots, histograms, and any view added later)."""
+        self.view = self.next_view()
+        self._views.current = self.view
         self.call_after_refresh(self.refresh_frame)
 
     def action_toggle_sidebar(self) -> None:
@@ -368,13 +324,4 @@ class GradTUI(App):
         self._update_form_notice()
 
     def _update_form_notice(self) -> None:
-        form = self.query_one(ConfigForm)
-        sidebar = self.query_one(Sidebar)
-        if form.errors:
-            names = ", ".join(form.errors)
-            sidebar.notice(f"✖ invalid {names}: reset refused until fixed", "error")
-        elif form.config is not None and form.config != self.session.config:
-            label = run_label(form.config, self.form_preset)
-            sidebar.notice(f"● r resets with: {label}", "pending")
-        else:
-            sidebar.notice("")
+        self.query_one(Sidebar).show_form_state(self.session.config, self.form_preset)

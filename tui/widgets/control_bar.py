@@ -45,14 +45,13 @@ class ControlBar(Horizontal):
         yield self._view
         yield Button("Config", id="panel", compact=True, action="app.toggle_sidebar")
 
-    def show(self, running: bool, speed: float | None, view: str) -> None:
-        """Reflect the run state, the speed limit and the current view."""
+    def show(self, running: bool, speed: float | None, next_view: str) -> None:
+        """Reflect the run state, the speed limit and the view the view button opens."""
         run_label = "‖ Pause" if running else "▶ Run"
         if str(self._run.label) != run_label:
             self._run.label = run_label
         speed_text = "unlimited" if not speed else f"{format_number(speed)}/s"
         if str(self._speed.content) != speed_text:
             self._speed.update(speed_text)
-        view_text = "Gradients" if view == "distributions" else "Histograms"
-        if str(self._view.label) != view_text:
-            self._view.label = view_text
+        if str(self._view.label) != next_view:
+            self._view.label = next_view

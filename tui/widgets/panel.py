@@ -148,6 +148,11 @@ class HistoryPanel(Widget):
         """What the drawing depends on; the panel is redrawn when it changes."""
         return (ctx.history, ctx.version, ctx.layers, ctx.config)
 
+    @property
+    def drawn(self) -> bool:
+        """Whether the panel has been drawn at least once."""
+        return self._drawn_key is not None
+
     def needs_draw(self, ctx: FrameContext) -> bool:
         """Whether the data or the size moved since the last drawing."""
         if not self.children:

@@ -9,6 +9,7 @@ from textual.widgets import Label, Static
 
 from engine.config import RunConfig
 from engine.presets import PRESETS
+from tui.runs import run_label
 from tui.widgets.config_form import ConfigForm
 from tui.widgets.preset_list import PresetList
 
@@ -56,6 +57,17 @@ class Sidebar(VerticalScroll):
             text.append(f"{preset.name}: {preset.title}\n", style="bold")
             text.append(preset.explanation)
         self.query_one("#explanation", Static).update(text)
+
+    def show_form_state(self, running: RunConfig, preset: str | None) -> None:
+        """Say above the form why a reset is refused, or what it would start."""
+        form = self.query_one(ConfigForm)
+        if form.errors:
+            names = ", ".join(form.errors)
+            self.notice(f"✖ invalid {names}: reset refused until fixed", "error")
+        elif form.config is not None and form.config != running:
+            self.notice(f"● r resets with: {run_label(form.config, preset)}", "pending")
+        else:
+            self.notice("")
 
     def notice(self, message: str, kind: str = "") -> None:
         """A line above the form: why a reset is refused, or that one is pending."""
