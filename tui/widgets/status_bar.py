@@ -30,7 +30,7 @@ def capture_policy(config: RunConfig) -> str:
     """The sampling policy in words, e.g. 'stats every step, activations every 10'."""
     stats = "every step" if config.capture_every == 1 else f"every {config.capture_every}"
     acts = "every step" if config.activation_every == 1 else f"every {config.activation_every}"
-    return f"capture: stats {stats}, activations {acts}"
+    return f"stats {stats}, activations {acts}"
 
 
 def clip_summary(config: RunConfig, latest: StepRecord | None, captured: StepRecord | None) -> str:
