@@ -63,6 +63,7 @@ def test_short_number_fits_its_width():
     for value in (0.0032, 5e-5, 123456.0, -3.2e-7, 0.44):
         assert len(short_number(value, 5)) <= 5
     assert short_number(0.0032, 4) == "3e-3"
+    assert short_number(0.07, 2) == "…"  # never a truncated, wrong number
 
 
 def test_split_finite_keeps_nonfinite_steps_for_marking():

@@ -82,7 +82,7 @@ def short_number(value: float | None, width: int) -> str:
         text = f"{mantissa}e{int(exponent)}"
         if len(text) <= width:
             return text
-    return text[:width]
+    return "…"[:width]  # a cut-off number would read as another number
 
 
 def short_name(name: str, width: int) -> str:
