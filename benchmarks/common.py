@@ -1,0 +1,134 @@
+"""What every benchmark shares: interleaved timing, pairwise ratios, results, the machine.
+
+Timing rule (issue 4): variants run side by side in one process, interleaved
+A B A B ..., and what is reported is the median of pairwise ratios, never an
+absolute time compared across runs. Each variant block is timed against the
+mean of the two baseline blocks around it, so slow drifts of a shared machine
+cancel out.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Result:
+    """One measured figure, its target and whether it was met."""
+
+    bench: str  # which benchmark: probe, frame, engine_ui, memory, startup, gpu
+    name: str  # what was measured, e.g. "block: stats every step / bare"
+    value: float | None  # None: skipped
+    unit: str  # "x" for ratios, "ms", "MB"
+    target: str = ""  # e.g. "<= 1.05"; empty for figures given for scale
+    ok: bool | None = None  # None: no target, or skipped
+    note: str = ""  # spread, what bounds it, why skipped
+
+    def line(self) -> str:
+        """One line of the printed report."""
+        if self.value is None:
+            shown = "skipped"
+        elif self.unit == "x":
+            shown = f"{self.value:8.3f}x"
+        else:
+            shown = f"{self.value:8.1f} {self.unit}"
+        verdict = {True: "ok", False: "MISSED", None: ""}[self.ok]
+        target = f"target {self.target}" if self.target else ""
+        note = f"  ({self.note})" if self.note else ""
+        return f"  {self.name:<52} {shown:>12}  {target:<16} {verdict:<6}{note}"
+
+
+def check(value: float | None, target: str) -> bool | None:
+    """Whether `value` meets a target written "<= 1.05" or ">= 0.8"."""
+    if value is None or not target:
+        return None
+    op, bound = target.split()
+    return value <= float(bound) if op == "<=" else value >= float(bound)
+
+
+def timed(block: Callable[[], None]) -> Callable[[], float]:
+    """A block runner that returns its own wall time in seconds."""
+
+    def run() -> float:
+        start = time.perf_counter()
+        block()
+        return time.perf_counter() - start
+
+    return run
+
+
+def interleaved(
+    baseline: Callable[[], float],
+    variants: dict[str, Callable[[], float]],
+    rounds: int,
+    warmup: int = 1,
+) -> dict[str, list[float]]:
+    """Per variant, the ratios of its block time to the baseline blocks around it.
+
+    A round runs A B1 A B2 ... Bk A (A the baseline), starting the variants at
+    a different one each round so no variant always follows the same neighbour.
+    Callables run one block each and return the seconds it took (setup outside).
+    """
+    names = list(variants)
+    for _ in range(warmup):
+        baseline()
+        for name in names:
+            variants[name]()
+    ratios: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        before = baseline()
+        for name in order:
+            t = variants[name]()
+            after = baseline()
+            ratios[name].append(t / ((before + after) / 2))
+            before = after
+    return ratios
+
+
+def median_and_spread(values: list[float]) -> tuple[float, str]:
+    """The median and a short note of the interquartile range."""
+    if not values:
+        return float("nan"), "no data"
+    med = statistics.median(values)
+    if len(values) < 4:
+        return med, f"n={len(values)}"
+    q = statistics.quantiles(values, n=4)
+    return med, f"IQR {q[0]:.3f}-{q[2]:.3f}, n={len(values)}"
+
+
+def machine() -> dict[str, str]:
+    """The machine a figure was measured on, for RESULTS.md."""
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        load = "n/a"
+    info = {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "cpu": f"{cpu}, {os.cpu_count()} logical cores",
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load average (1, 5, 15 min)": load,
+    }
+    try:
+        import torch
+
+        info["torch"] = f"{torch.__version__}, {torch.get_num_threads()} intra-op threads"
+    except ImportError:
+        pass
+    return info

@@ -1,0 +1,279 @@
+"""The training loops bench_probe compares: bare, gradtui's probe, and the alternatives.
+
+Every variant trains the same model, on the same batches, with the same
+optimizer; only what it does to watch the gradients differs. A variant is
+started before its timed block and stopped after it, so registering and
+removing hooks, opening and closing files are not timed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import tempfile
+import time
+
+import torch
+from torch import nn
+
+from engine.clipping import ClipStrategy
+from engine.config import RunConfig
+from engine.data import EpochBatches, make_tensors
+from engine.model import build_model
+from engine.probe import GradientProbe
+from engine.stats import weight_layers
+
+NEVER = 1 << 62  # a capture period that never comes round again
+
+
+class Loop:
+    """A model, its optimizer, a cycle of batches and the bare step."""
+
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+        X, y = make_tensors(config)
+        model, _ = build_model(config)
+        self.model = model
+        self.optimizer = torch.optim.SGD(model.parameters(), lr=config.lr)
+        self.loss_fn = nn.BCEWithLogitsLoss() if config.dataset == "ball" else nn.MSELoss()
+        b = config.batch_size
+        self.batches = [(X[i : i + b], y[i : i + b]) for i in range(0, len(X), b)]
+        self._batches = itertools.cycle(self.batches)
+        self.layer_names, self.layers = weight_layers(model)
+
+    def to(self, device: str) -> None:
+        """Move the model, its optimizer and the batches to `device`."""
+        self.model.to(device)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=self.config.lr)
+        self.batches = [(x.to(device), y.to(device)) for x, y in self.batches]
+        self._batches = itertools.cycle(self.batches)
+        self.layer_names, self.layers = weight_layers(self.model)
+
+    def batch(self):
+        """The next batch of the cycle."""
+        return next(self._batches)
+
+    def bare_step(self) -> float:
+        """One plain step; the loss is read as any training loop logs it."""
+        x, y = self.batch()
+        loss = self.loss_fn(self.model(x), y)
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        return loss.item()
+
+
+class Variant:
+    """One way of watching: `start`, `step` a number of times, `stop`."""
+
+    def __init__(self, loop: Loop) -> None:
+        self.loop = loop
+        self.step_index = 0
+
+    def start(self) -> None:
+        """Prepare (hooks, files); not timed."""
+
+    def stop(self) -> None:
+        """Undo `start`; not timed."""
+
+    def step(self) -> None:
+        """One watched training step."""
+        self.loop.bare_step()
+        self.step_index += 1
+
+
+class Bare(Variant):
+    """The baseline: nothing watched."""
+
+
+class Probe(Variant):
+    """gradtui's GradientProbe with a capture policy."""
+
+    def __init__(self, loop: Loop, capture_every: int, activation_every: int) -> None:
+        super().__init__(loop)
+        self.capture_every, self.activation_every = capture_every, activation_every
+        self.probe: GradientProbe | None = None
+
+    def start(self) -> None:
+        self.probe = GradientProbe(
+            self.loop.model,
+            clip=ClipStrategy(),
+            capture_every=self.capture_every,
+            activation_every=self.activation_every,
+            lr=self.loop.config.lr,
+        ).__enter__()
+
+    def stop(self) -> None:
+        self.probe.close()
+
+    def step(self) -> None:
+        loop, probe = self.loop, self.probe
+        x, y = loop.batch()
+        probe.begin_step(self.step_index)
+        loss = loop.loss_fn(loop.model(x), y)
+        loop.optimizer.zero_grad()
+        loss.backward()
+        probe.after_backward()
+        loop.optimizer.step()
+        probe.end_step(loss, 0)
+        self.step_index += 1
+
+
+class Source(Variant):
+    """The slides' StepByStep.capture_gradients: a hook per parameter keeping every gradient.
+
+    `tolist` is the source exactly (`grad.tolist()` appended each step); `clone`
+    keeps tensors instead, the cheapest way to keep whole gradients. What was
+    kept is dropped at `stop`, or a block of the large model would not fit.
+    """
+
+    def __init__(self, loop: Loop, mode: str = "tolist") -> None:
+        super().__init__(loop)
+        self.mode = mode
+        self.kept: dict[str, list] = {}
+        self.handles: list = []
+
+    def start(self) -> None:
+        for module_name, module in self.loop.model.named_modules():
+            if isinstance(module, nn.Linear):
+                for param_name, param in module.named_parameters():
+                    key = f"{module_name}.{param_name}"
+                    self.kept[key] = []
+                    self.handles.append(param.register_hook(self._log(key)))
+
+    def _log(self, key: str):
+        keep = self.kept[key]
+        if self.mode == "tolist":
+            return lambda grad: keep.append(grad.tolist())
+        return lambda grad: keep.append(grad.detach().clone())
+
+    def stop(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles, self.kept = [], {}
+
+
+class TensorBoard(Variant):
+    """SummaryWriter.add_histogram of every layer's weight gradient, every step."""
+
+    def start(self) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.directory = tempfile.mkdtemp(prefix="gradtui-bench-tb-")
+        self.writer = SummaryWriter(self.directory)
+
+    def stop(self) -> None:
+        self.writer.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def step(self) -> None:
+        loop = self.loop
+        x, y = loop.batch()
+        loss = loop.loss_fn(loop.model(x), y)
+        loop.optimizer.zero_grad()
+        loss.backward()
+        for name, param in zip(loop.layer_names, loop.layers, strict=True):
+            self.writer.add_histogram(f"grad/{name}", param.grad, self.step_index)
+        loop.optimizer.step()
+        self.writer.add_scalar("loss", loss.item(), self.step_index)
+        self.step_index += 1
+
+
+class Naive(Variant):
+    """The statistics gradtui captures, written the obvious way: `.item()` per number."""
+
+    def step(self) -> None:
+        loop = self.loop
+        x, y = loop.batch()
+        loss = loop.loss_fn(loop.model(x), y)
+        loop.optimizer.zero_grad()
+        loss.backward()
+        stats = {}
+        with torch.no_grad():
+            for name, param in zip(loop.layer_names, loop.layers, strict=True):
+                g = param.grad
+                stats[name] = (
+                    g.mean().item(),
+                    g.std().item(),
+                    g.norm().item(),
+                    g.abs().max().item(),
+                    param.mean().item(),
+                    param.std().item(),
+                )
+        loop.optimizer.step()
+        stats["loss"] = loss.item()
+        self.step_index += 1
+
+
+class EngineBare(Variant):
+    """A bare loop drawing its batches as the Trainer does (shuffled epochs included)."""
+
+    def __init__(self, config: RunConfig) -> None:
+        super().__init__(Loop(config))
+        X, y = make_tensors(config)
+        model, generator = build_model(config)
+        self.loop.model = model
+        self.loop.optimizer = torch.optim.SGD(model.parameters(), lr=config.lr)
+        self.batches = EpochBatches(X, y, config.batch_size, config.shuffle, generator)
+        self._epoch = iter(())
+
+    def step(self) -> None:
+        batch = next(self._epoch, None)
+        if batch is None:
+            self._epoch = self.batches.epoch()
+            batch = next(self._epoch)
+        loop = self.loop
+        loss = loop.loss_fn(loop.model(batch[0]), batch[1])
+        loop.optimizer.zero_grad()
+        loss.backward()
+        loop.optimizer.step()
+        loss.item()
+
+
+class Engine(Variant):
+    """What `gradtui run` does each step: Trainer.step, History.append, optionally JSONL."""
+
+    def __init__(self, config: RunConfig, export: bool = False) -> None:
+        from engine.history import History
+        from engine.trainer import Trainer
+
+        super().__init__(None)
+        self.trainer = Trainer(config)
+        self.history = History()
+        self.export = export
+        self.writer = None
+
+    def start(self) -> None:
+        if self.export:
+            from engine.export import RecordWriter
+
+            self.directory = tempfile.mkdtemp(prefix="gradtui-bench-out-")
+            self.writer = RecordWriter(f"{self.directory}/run.jsonl")
+
+    def stop(self) -> None:
+        if self.writer is not None:
+            self.writer.discard()
+            shutil.rmtree(self.directory, ignore_errors=True)
+            self.writer = None
+
+    def step(self) -> None:
+        record = self.trainer.step()
+        self.history.append(record)
+        if self.writer is not None:
+            self.writer.write(record)
+
+
+def block_runner(variant: Variant, steps: int):
+    """A callable that runs `steps` steps of `variant` and returns their seconds."""
+
+    def run() -> float:
+        variant.start()
+        try:
+            start = time.perf_counter()
+            for _ in range(steps):
+                variant.step()
+            return time.perf_counter() - start
+        finally:
+            variant.stop()
+
+    return run
