@@ -196,7 +196,9 @@ def histogram_row(t: torch.Tensor | None, bins: int, device: torch.device) -> to
     width = torch.clamp(hi - lo, min=1e-30)
     position = torch.nan_to_num((t - lo) / width * bins, nan=0.0, posinf=0.0, neginf=0.0)
     index = torch.clamp(position.floor(), 0, bins - 1).long()
-    counts = torch.bincount(index, weights=finite.float(), minlength=bins).float()
+    # scatter_add, not bincount: on a GPU bincount reads the largest index back
+    # to size its output, a synchronization the one-copy-per-step rule forbids.
+    counts = torch.zeros(bins, device=t.device).scatter_add_(0, index, finite.float())
     nonfinite = (~finite).sum().float()
     return torch.cat([torch.stack([lo, hi, nonfinite]), counts])
 
