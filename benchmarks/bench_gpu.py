@@ -80,7 +80,8 @@ def overhead(quick: bool) -> list[Result]:
         runners = {
             "stats every step": block_runner(Probe(loop, 1, NEVER), steps),
             "default policy": block_runner(
-                Probe(loop, DEFAULTS.capture_every, DEFAULTS.activation_every), steps
+                Probe(loop, DEFAULTS.capture_every, DEFAULTS.activation_every, budgeted=True),
+                steps,
             ),
         }
         for name, values in interleaved(bare, runners, 3 if quick else rounds).items():

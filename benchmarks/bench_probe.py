@@ -68,7 +68,9 @@ def probe_variants(loop: Loop) -> dict:
         "sentinels only": Probe(loop, NEVER, NEVER),
         "stats every step": Probe(loop, 1, NEVER),
         "everything every 10th step": Probe(loop, 10, 10),
-        "default policy": Probe(loop, DEFAULTS.capture_every, DEFAULTS.activation_every),
+        "default policy": Probe(
+            loop, DEFAULTS.capture_every, DEFAULTS.activation_every, budgeted=True
+        ),
     }
 
 

@@ -20,6 +20,7 @@ from engine.clipping import ClipStrategy
 from engine.config import RunConfig
 from engine.data import EpochBatches, make_tensors
 from engine.model import build_model
+from engine.policy import ActivationPolicy
 from engine.probe import GradientProbe
 from engine.stats import weight_layers
 
@@ -87,11 +88,18 @@ class Bare(Variant):
 
 
 class Probe(Variant):
-    """gradtui's GradientProbe with a capture policy."""
+    """gradtui's GradientProbe with a capture policy.
 
-    def __init__(self, loop: Loop, capture_every: int, activation_every: int) -> None:
+    With `budgeted`, activation steps follow the Trainer's time-budgeted
+    policy (engine.policy) instead of the plain every-k rule.
+    """
+
+    def __init__(
+        self, loop: Loop, capture_every: int, activation_every: int, budgeted: bool = False
+    ) -> None:
         super().__init__(loop)
         self.capture_every, self.activation_every = capture_every, activation_every
+        self.policy = ActivationPolicy(activation_every) if budgeted else None
         self.probe: GradientProbe | None = None
 
     def start(self) -> None:
@@ -107,15 +115,19 @@ class Probe(Variant):
         self.probe.close()
 
     def step(self) -> None:
-        loop, probe = self.loop, self.probe
+        loop, probe, policy = self.loop, self.probe, self.policy
+        start = time.perf_counter()
         x, y = loop.batch()
-        probe.begin_step(self.step_index)
+        acts = policy.due(self.step_index) if policy is not None else None
+        probe.begin_step(self.step_index, activations=acts)
         loss = loop.loss_fn(loop.model(x), y)
         loop.optimizer.zero_grad()
         loss.backward()
         probe.after_backward()
         loop.optimizer.step()
         probe.end_step(loss, 0)
+        if policy is not None:
+            policy.done(self.step_index, acts, start, time.perf_counter())
         self.step_index += 1
 
 

@@ -92,8 +92,14 @@ class RunConfig:
     norm_type: str = "2"  # norm: "2" (L2) or "inf"
     # -- watching ----------------------------------------------------------
     on_nonfinite: str = "pause"  # what the session does at the first NaN/inf
+    # The capture policy (benchmarks/README.md has the costs): the loss and every
+    # layer's gradient norm on every step, so no NaN goes unseen; gradient and
+    # weight statistics every `capture_every`-th step (the default, every step,
+    # costs a few percent of a step); activations and histograms, the expensive
+    # part, on step 0 and every `activation_every`-th step, skipping some when
+    # they would take more than 1% of the run's time (engine.policy).
     capture_every: int = 1  # full gradient statistics every k-th step (and step 0)
-    activation_every: int = 10  # activations and histograms every k-th step
+    activation_every: int = 10  # activations and histograms every k-th step, within 1% of the time
     device: str = "auto"  # auto picks cuda when present; cuda without one fails
 
     def __post_init__(self) -> None:

@@ -103,12 +103,18 @@ class GradientProbe:
         self.clip.close()
 
     # -- the step ----------------------------------------------------------
-    def begin_step(self, step: int) -> None:
-        """Decide what this step captures and arm the activation hooks."""
+    def begin_step(self, step: int, activations: bool | None = None) -> None:
+        """Decide what this step captures and arm the activation hooks.
+
+        `activations` overrides the `activation_every` rule for this step (the
+        Trainer's time-budgeted policy, engine.policy, decides it).
+        """
         self.step = step
         self.capture = step % self.capture_every == 0
-        self.capture_acts = step % self.activation_every == 0
-        self.taps.armed = self.capture_acts
+        if activations is None:
+            activations = step % self.activation_every == 0
+        self.capture_acts = activations
+        self.taps.armed = activations
 
     def after_backward(self) -> None:
         """Measure the raw gradients, clip them, measure the applied ones.

@@ -7,6 +7,7 @@ one, and the headless command drives it directly.
 from __future__ import annotations
 
 import math
+import time
 
 import torch
 from torch import nn
@@ -15,6 +16,7 @@ from engine.clipping import make_clip
 from engine.config import ConfigError, RunConfig
 from engine.data import EpochBatches, make_tensors
 from engine.model import build_model
+from engine.policy import ActivationPolicy
 from engine.probe import GradientProbe
 from engine.records import NonFinite, StepRecord
 
@@ -66,6 +68,8 @@ class Trainer:
         self._epoch_batches = None
         self.first_nonfinite: NonFinite | None = None
         self.layer_names = list(self.probe.layer_names)
+        # Which steps capture activations: every activation_every-th, within a time budget.
+        self.activation_policy = ActivationPolicy(config.activation_every)
 
     @property
     def finished(self) -> bool:
@@ -84,10 +88,12 @@ class Trainer:
 
     def step(self) -> StepRecord:
         """Train on one batch and return what the probe recorded."""
+        start = time.perf_counter()
         x, y = self._next_batch()
         if not self.model.training:  # train() walks every module: not on every step
             self.model.train()
-        self.probe.begin_step(self.step_index)
+        activations = self.activation_policy.due(self.step_index)
+        self.probe.begin_step(self.step_index, activations=activations)
         loss = self.loss_fn(self.model(x), y)
         self.optimizer.zero_grad()
         loss.backward()
@@ -97,6 +103,7 @@ class Trainer:
         record = self.probe.end_step(loss, self.epoch, timesteps() if timesteps else None)
         if self.first_nonfinite is None:
             self.first_nonfinite = self._check_nonfinite(record)
+        self.activation_policy.done(self.step_index, activations, start, time.perf_counter())
         self.step_index += 1
         return record
 
