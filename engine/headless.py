@@ -31,6 +31,7 @@ class RunSummary:
     first_nonfinite: NonFinite | None
     interrupted: bool
     verdict: str | None = None  # the diagnosis line, when available
+    timesteps: str | None = None  # an RNN's |dL/dh_1| / |dL/dh_T|, the heat map's gist
     exported: int = 0  # records committed to the --out file (0: nothing written)
 
     def lines(self) -> list[str]:
@@ -46,6 +47,8 @@ class RunSummary:
             out.append("first non-finite: none")
         if self.interrupted:
             out.append("interrupted: the run ended early, after the steps above")
+        if self.timesteps:
+            out.append(self.timesteps)
         if self.verdict:
             out.append(f"verdict: {self.verdict}")
         return out
@@ -116,6 +119,7 @@ def run_headless(
         first_nonfinite=nonfinite,
         interrupted=run.interrupted,
         verdict=_verdict(run.history, config),
+        timesteps=_timestep_line(run.history),
         exported=writer.count if writer is not None and writer.count else 0,
     )
 
@@ -186,6 +190,23 @@ def _history_for_diagnosis():
     from engine.history import History
 
     return History()
+
+
+def _timestep_line(history) -> str | None:
+    """For an RNN: how much the gradient grew back through time, last step and worst step."""
+    if history is None or history.count == 0:
+        return None
+    from engine.diagnosis_facts import RunFacts, fmt
+
+    facts = RunFacts(history, None, None)
+    if not facts.recurrent:
+        return None
+    last = f"|dL/dh_1| / |dL/dh_{facts.time_steps}|"
+    peak, at = facts.time_peak()
+    return (
+        f"dL/dh_t: {last} = {fmt(facts.latest_time_ratio())} at the last step "
+        f"({history.latest.step}), largest {fmt(peak)} at step {at}"
+    )
 
 
 def _verdict(history, config: RunConfig) -> str | None:
