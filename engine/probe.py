@@ -301,19 +301,22 @@ def _as_float(a: torch.Tensor | None) -> torch.Tensor | None:
 
 
 _BLANK = {f.name: None for f in fields(LayerStats)}
-
-
-_FIELD_COUNT = {cls: len(fields(cls)) for cls in (LayerStats, StepRecord)}
+# Field counts of the record classes that can be built through their instance
+# dict (not if a later version gives them __slots__).
+_FIELD_COUNT = {
+    cls: len(fields(cls)) for cls in (LayerStats, StepRecord) if not hasattr(cls, "__slots__")
+}
 
 
 def _fast(cls, values: dict):
     # A frozen dataclass's __init__ sets its fields one object.__setattr__ at a
-    # time: microseconds a layer a step. Given every field, filling the instance
-    # dict builds the same object (eq, hash, repr and replace read attributes).
-    if hasattr(cls, "__slots__") or len(values) != _FIELD_COUNT[cls]:
+    # time: microseconds a layer a step. Given every field, handing over the
+    # instance dict builds the same object (eq, hash, repr and replace read
+    # attributes); `values` must not be used afterwards.
+    if len(values) != _FIELD_COUNT.get(cls):
         return cls(**values)
     obj = object.__new__(cls)
-    obj.__dict__.update(values)
+    object.__setattr__(obj, "__dict__", values)
     return obj
 
 
