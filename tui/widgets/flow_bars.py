@@ -48,7 +48,12 @@ class FlowBars(HistoryPanel):
             parts.append(f"{_GHOST} step {ctx.first.step}")
         parts.append("log, input→output")
         self.border_subtitle = " · ".join(part for part in parts if part)
-        self.surface.show(render_bars(bars, ctx.layers, ctx.colors, width, height, ghosts))
+        extra = self.range_values(ctx)
+        self.surface.show(render_bars(bars, ctx.layers, ctx.colors, width, height, ghosts, extra))
+
+    def range_values(self, ctx: FrameContext) -> list[float]:
+        """Values the log axis must also cover (the compare view's other side)."""
+        return []
 
 
 def bar_values(record: StepRecord | None, layers, clipping: bool = False):
@@ -89,8 +94,11 @@ def _log_range(values) -> tuple[float, float]:
     return lo, max(hi, lo + 1)
 
 
-def render_bars(bars, layers, colors, width: int, height: int, ghosts=None) -> Cells:
-    """The bar chart: gutter with powers of ten, bars, step-0 marks, names, values."""
+def render_bars(bars, layers, colors, width: int, height: int, ghosts=None, extra=()) -> Cells:
+    """The bar chart: gutter with powers of ten, bars, step-0 marks, names, values.
+
+    `extra` values widen the axis without being drawn (a shared compare axis).
+    """
     text = Cells()
     if not layers:
         text.append("waiting for the model's layers…", "dim")
@@ -98,7 +106,7 @@ def render_bars(bars, layers, colors, width: int, height: int, ghosts=None) -> C
     ghosts = ghosts or {}
     clipping = any(raw is not None for _, raw in bars.values())
     rows = max(height - (3 if clipping and height >= 5 else 2), 1)
-    values = [v for pair in bars.values() for v in pair] + list(ghosts.values())
+    values = [v for pair in bars.values() for v in pair] + list(ghosts.values()) + list(extra)
     lo, hi = _log_range(values)
     slot = max(1, min((width - _GUTTER) // len(layers), 14))
     per_bar = 2 if clipping else 1

@@ -42,6 +42,26 @@ class Line:
     legend: bool = True  # raw lines share their layer's legend entry
 
 
+def x_extent(lines: list[Line]) -> tuple[float, float] | None:
+    """(first, last) step of the drawn and the NaN-marked points, or None if there are none."""
+    xs = [line.x for line in lines if len(line.x)] + [
+        line.bad_x for line in lines if len(line.bad_x)
+    ]
+    if not xs:
+        return None
+    values = np.concatenate(xs)
+    return float(values.min()), float(values.max())
+
+
+def y_extent(lines: list[Line]) -> tuple[float, float] | None:
+    """(lowest, highest) drawn value in axis units, or None if nothing is drawn."""
+    ys = [line.y for line in lines if len(line.x)]
+    if not ys:
+        return None
+    values = np.concatenate(ys)
+    return float(values.min()), float(values.max())
+
+
 class LinePlotPanel(HistoryPanel):
     """A plotext plot of some series over steps; subclasses provide `lines` and `y_axis`."""
 
@@ -68,6 +88,14 @@ class LinePlotPanel(HistoryPanel):
         """Tick positions and labels for y limits lo..hi (axis units)."""
         raise NotImplementedError
 
+    def x_limits(self, ctx: FrameContext, lines: list[Line]) -> tuple[float, float] | None:
+        """The steps the plot spans (None: nothing to draw); the compare view shares them."""
+        return x_extent(lines)
+
+    def y_limits(self, ctx: FrameContext, lines: list[Line]) -> tuple[float, float] | None:
+        """The y values to fit before padding (axis units); the compare view shares them."""
+        return y_extent(lines)
+
     def legend_extra(self, ctx: FrameContext) -> str:
         """Markup appended to the layer legend (e.g. the raw/applied key)."""
         return ""
@@ -84,10 +112,8 @@ class LinePlotPanel(HistoryPanel):
         lines = self.lines(ctx, self.points(width))
         self.border_subtitle = self._legend(ctx, lines)
         drawn = [line for line in lines if len(line.x)]
-        all_x = [line.x for line in lines if len(line.x)] + [
-            line.bad_x for line in lines if len(line.bad_x)
-        ]
-        if not all_x:
+        x_range = self.x_limits(ctx, lines)
+        if x_range is None:
             plt.xlim(0, 1)
             plt.ylim(0, 1)
             plt.xticks([0], ["0"])
@@ -96,15 +122,11 @@ class LinePlotPanel(HistoryPanel):
             plt.text(hint, 0.5, 0.5, alignment="center")
             plot.refresh()
             return
-        xs = np.concatenate(all_x)
-        x_lo, x_hi = float(xs.min()), float(xs.max())
+        x_lo, x_hi = x_range
         if x_hi <= x_lo:
             x_lo, x_hi = x_lo - 1, x_hi + 1
-        if drawn:
-            ys = np.concatenate([line.y for line in drawn])
-            y_lo, y_hi = padded_range(float(ys.min()), float(ys.max()))
-        else:
-            y_lo, y_hi = -1.0, 1.0
+        y_range = self.y_limits(ctx, lines)
+        y_lo, y_hi = padded_range(*y_range) if y_range is not None else (-1.0, 1.0)
         rows = max(height - 3, 1)  # the axis, tick labels and axis labels take 3
         top = y_hi + (y_hi - y_lo) / max(rows, 1)  # a spare row for NaN markers
         plt.xlim(x_lo, x_hi)
