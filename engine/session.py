@@ -218,7 +218,6 @@ class TrainingSession:
         try:
             from engine.trainer import Trainer  # torch loads here, off the caller's thread
 
-            _leave_a_core_for_the_caller()
             trainer = Trainer(config)
             with self._cond:
                 if self._generation != generation:
@@ -334,19 +333,3 @@ class TrainingSession:
             return 0.0
         (t0, s0), (t1, s1) = marks[0], marks[-1]
         return (s1 - s0) / (t1 - t0) if t1 > t0 else 0.0
-
-
-def _leave_a_core_for_the_caller() -> None:
-    """Train on all cores but one, so the thread that watches (the UI) keeps one.
-
-    On a small machine torch's default of one thread per core makes the
-    training thread and the UI fight: measured here, a step of the block model
-    cost ~25x more CPU with 2 threads than with 1 while the machine was busy.
-    """
-    import os
-
-    import torch
-
-    cores = os.cpu_count() or 1
-    if torch.get_num_threads() >= cores > 1:
-        torch.set_num_threads(cores - 1)

