@@ -20,32 +20,38 @@ from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
 from textual.events import Resize
 from textual.timer import Timer
-from textual.widgets import ContentSwitcher, Footer, Static
+from textual.widgets import ContentSwitcher, Static
 
 from engine.config import RunConfig
 from engine.presets import PRESETS
 from engine.session import ERROR, FINISHED, RUNNING, STOPPED, TrainingSession
 from tui.frames import draw_frame, visible_panels
+from tui.lab_actions import LabActions
 from tui.layers import expected_layers
 from tui.messages import FormChanged, PresetChosen
+from tui.record_spool import RecordHooks, RecordSpool
 from tui.runs import SPEEDS, FirstRecord, run_label, warm_torch
 from tui.widgets.config_form import ConfigForm
 from tui.widgets.control_bar import ControlBar
+from tui.widgets.diagnosis_panel import VerdictLine
 from tui.widgets.flow_bars import FlowBars
 from tui.widgets.grad_mean_plot import GradMeanPlot
 from tui.widgets.grad_norm_plot import GradNormPlot
 from tui.widgets.histogram_panel import HistogramPanel
+from tui.widgets.key_footer import KeyFooter
+from tui.widgets.lab_view import LabView
 from tui.widgets.loss_plot import LossPlot
 from tui.widgets.panel import FrameContext, HistoryPanel
 from tui.widgets.sidebar import Sidebar
 from tui.widgets.status_bar import StatusBar
+from tui.widgets.timestep_heatmap import TimestepHeatmap
 
 SIDEBAR_MIN_WIDTH = 100  # below this the side panel starts hidden (c shows it)
 MIN_SIZE = (40, 12)  # below this only a "terminal too small" message is shown
 VIEW_TITLES = {"gradients": "Gradients", "distributions": "Histograms"}  # the view button
 
 
-class GradTUI(App):
+class GradTUI(LabActions, App):
     """gradtui's dashboard; the CLI and the tests build it the same way."""
 
     CSS_PATH = "gradtui.tcss"
@@ -58,8 +64,13 @@ class GradTUI(App):
         Binding("q", "quit_app", "Quit"),
         Binding("minus", "slower", "Slower", key_display="-"),
         Binding("plus,equals_sign", "faster", "Faster", key_display="+"),
-        Binding("d", "toggle_view", "Histograms"),
+        Binding("d", "toggle_view", "Views"),
         Binding("c", "toggle_sidebar", "Config"),
+        Binding("m", "compare", "Compare"),
+        Binding("s", "save_config", "Save cfg"),
+        Binding("l", "load_config", "Load cfg"),
+        Binding("e", "export", "Export"),
+        Binding("p", "screenshot", "SVG"),
     ]
 
     def __init__(self, config: RunConfig, preset: str | None = None, fps: int = 10) -> None:
@@ -71,6 +82,7 @@ class GradTUI(App):
         self.form_preset = preset  # the preset last loaded into the form
         self._retired: list[TrainingSession] = []
         self._first_records: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self.spools: dict = {}  # session -> RecordSpool (lab_actions: the export's records)
         self.session = self._new_session(config)
         self.session_label = run_label(config, preset)
         self.frame_ms = 0.0  # cost of the last frame's drawing, for benchmarks
@@ -86,20 +98,23 @@ class GradTUI(App):
         with Vertical(id="main"):
             yield StatusBar(id="status")
             yield ControlBar(id="controls")
+            yield VerdictLine(id="verdict")
             with ContentSwitcher(initial="gradients", id="views") as self._views:
                 with Grid(id="gradients"):
                     yield LossPlot(id="loss")
                     yield GradMeanPlot(id="grad-mean")
+                    yield TimestepHeatmap(id="timesteps")  # in its place for the rnn
                     yield GradNormPlot(id="grad-norm")
                     yield FlowBars(id="flow")
                 with Horizontal(id="distributions"):
                     for kind in ("weight", "act", "grad"):
                         yield HistogramPanel(kind, id=f"hist-{kind}")
+                yield LabView(id="lab")
         yield Static(
             f"terminal too small: gradtui needs at least {MIN_SIZE[0]}×{MIN_SIZE[1]}",
             id="too-small",
         )
-        yield Footer(compact=True)
+        yield KeyFooter(compact=True)
 
     def on_mount(self) -> None:
         """Start the frame timer and the torch warm-up; paint the first frame."""
@@ -147,6 +162,7 @@ class GradTUI(App):
             return  # a tick that outlived the screen, while the app closes
         started = time.perf_counter()
         ctx = self.frame_context()
+        self.lab_frame(ctx)
         history = ctx.history
         self._status_bar.show(
             ctx.status,
@@ -219,9 +235,11 @@ class GradTUI(App):
         self.refresh_frame(force=True)
 
     def _new_session(self, config: RunConfig) -> TrainingSession:
-        keeper = FirstRecord()
-        session = TrainingSession(config, max_steps_per_second=self.speed, on_record=keeper)
+        keeper, spool = FirstRecord(), RecordSpool()
+        hooks = RecordHooks(keeper, spool)
+        session = TrainingSession(config, max_steps_per_second=self.speed, on_record=hooks)
         self._first_records[session] = keeper
+        self.spools[session] = spool
         return session
 
     def _retire(self, session: TrainingSession) -> None:
