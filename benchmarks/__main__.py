@@ -64,6 +64,22 @@ def markdown(results: list[Result], info: dict[str, str], command: str, seconds:
     return "\n".join(lines) + "\n"
 
 
+def _warn_if_busy() -> None:
+    """Say so when other processes share the cores: ratios get noisy, not biased."""
+    import os
+
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return
+    cores = os.cpu_count() or 1
+    if load > 0.5 * cores:
+        print(
+            f"  note: load average {load:.1f} on {cores} cores: other processes compete; "
+            "expect wide IQRs (--threads 1 is steadier on a busy machine)"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse, run in order, print, summarize."""
     args = _parse(sys.argv[1:] if argv is None else argv)
@@ -76,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"gradtui benchmarks: {command.strip()}")
     for key, value in info.items():
         print(f"  {key}: {value}")
+    _warn_if_busy()
     started = time.perf_counter()
     if "check" in args.only:
         from benchmarks.check_probe import check

@@ -19,7 +19,7 @@ import time
 from benchmarks.common import Result, median_and_spread
 
 PRESETS = ("sigmoid-normal", "standardized")  # the block model; the regression model
-SECONDS = 2.5  # measured per block, after a warm-up
+SECONDS = 2.0  # measured per block, after a warm-up
 WARM_STEPS = 20
 TARGET = ">= 0.8"
 

@@ -67,15 +67,15 @@ def sync_counts() -> dict[str, int]:
 
 def overhead(quick: bool) -> list[Result]:
     """Bare against the probe on the GPU, interleaved."""
-    from benchmarks.bench_probe import DEFAULTS, MODELS
+    from benchmarks.bench_probe import DEFAULTS, PLANS
     from benchmarks.loops import NEVER, Bare, Loop, Probe, block_runner
 
     results = []
     for model in ("block", "large MLP"):
-        config, steps, rounds, _ = MODELS[model]
+        config = PLANS[model][0]
         loop = Loop(config)
         loop.to("cuda")
-        steps = steps * (10 if model == "large MLP" else 3)
+        steps, rounds = 50, (3 if quick else 9)
         bare = block_runner(Bare(loop), steps)
         runners = {
             "stats every step": block_runner(Probe(loop, 1, NEVER), steps),
@@ -84,7 +84,7 @@ def overhead(quick: bool) -> list[Result]:
                 steps,
             ),
         }
-        for name, values in interleaved(bare, runners, 3 if quick else rounds).items():
+        for name, values in interleaved(bare, runners, rounds).items():
             med, spread = median_and_spread(values)
             target = "<= 1.05" if name == "default policy" else ""
             results.append(

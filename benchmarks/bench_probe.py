@@ -1,13 +1,19 @@
 """Issue 4 §1: what watching the gradients costs a training step.
 
 Steps/s of a bare PyTorch loop against the same loop watched by gradtui's
-GradientProbe (statistics every step, every 10th step, the default policy)
-and by what people use instead: the slides' capture_gradients (whole
-gradients kept every step), TensorBoard's add_histogram per layer per step,
-and per-layer `.item()` statistics. Then the end-to-end engine step of
-`gradtui run` (Trainer + History) against a bare loop with the same batches.
+GradientProbe (statistics every step, everything every 10th step, the
+Trainer's default policy) and by what people use instead: the slides'
+capture_gradients (whole gradients kept every step), TensorBoard's
+add_histogram per layer per step, and per-layer `.item()` statistics. Then
+the engine's own step as `gradtui run` drives it (Trainer + History) against
+a bare loop drawing the same batches.
 
-Run alone: `.venv/bin/python -m benchmarks.bench_probe [--quick]`.
+Every figure is the median of pairwise ratios: a block of the variant timed
+against the mean of the bare blocks just before and after it. Blocks are long
+enough to hold an activation step of the default policy wherever its period
+allows; the large MLP times its sampled policies on longer blocks, fewer times.
+
+Run alone: `.venv/bin/python -m benchmarks.bench_probe [--quick] [--model block]`.
 """
 
 from __future__ import annotations
@@ -32,138 +38,113 @@ from benchmarks.loops import (
 from engine.config import RunConfig
 
 DEFAULTS = RunConfig()  # the capture policy the Trainer uses unless told otherwise
+REGRESSION = RunConfig(
+    dataset="regression", model="shallow", hidden_units=15, batch_size=32,
+    standardize_target=True,
+)  # fmt: skip
+LARGE = RunConfig(n_layers=8, hidden_units=1024, n_samples=1024, batch_size=256)
 
-# name -> (config, steps per block, rounds of the probe set, rounds of the alternatives)
-MODELS = {
-    "block": (RunConfig(), 30, 9, 4),
+# model -> (config, [(variant set, steps per block, rounds), ...])
+PLANS = {
+    "block": (RunConfig(), [("probe", 50, 9), ("alternatives", 50, 3), ("engine", 50, 9)]),
     "regression": (
-        RunConfig(
-            dataset="regression",
-            model="shallow",
-            hidden_units=15,
-            batch_size=32,
-            standardize_target=True,
-        ),
-        300,
-        11,
-        4,
+        REGRESSION, [("probe", 300, 9), ("alternatives", 300, 3), ("engine", 300, 9)],
     ),
     "large MLP": (
-        RunConfig(n_layers=8, hidden_units=1024, n_samples=1024, batch_size=256),
-        2,
-        7,
-        2,
+        LARGE, [("every step", 2, 7), ("sampled", 10, 2), ("alternatives", 2, 1)],
     ),
-}
-# Targets (issue 4): statistics every step, and the default policy, per model.
-EVERY_TARGET = {"block": "<= 1.05", "large MLP": "<= 1.02"}
+}  # fmt: skip
+EVERY_TARGET = {"block": "<= 1.05", "large MLP": "<= 1.02"}  # issue 4's targets
 DEFAULT_TARGET = "<= 1.05"
 SOURCE_FACTOR = 10.0  # gradtui's overhead at least 10x below the source's way
 OVERHEAD_FLOOR = 0.005  # overheads below the noise count as this, not as 0
 
 
-def probe_variants(loop: Loop) -> dict:
-    """gradtui's probe under the capture policies issue 4 names."""
-    return {
+def variants(kind: str, loop: Loop, config: RunConfig) -> tuple[dict, object]:
+    """(variants by name, the baseline variant) of one set."""
+    every = {
         "sentinels only": Probe(loop, NEVER, NEVER),
         "stats every step": Probe(loop, 1, NEVER),
+    }
+    sampled = {
         "everything every 10th step": Probe(loop, 10, 10),
         "default policy": Probe(
             loop, DEFAULTS.capture_every, DEFAULTS.activation_every, budgeted=True
         ),
     }
+    if kind == "probe":
+        return {**every, **sampled}, Bare(loop)
+    if kind == "every step":
+        return every, Bare(loop)
+    if kind == "sampled":
+        return sampled, Bare(loop)
+    if kind == "alternatives":
+        out = {
+            "source's way (grad.tolist())": Source(loop, "tolist"),
+            "source's way, clone()": Source(loop, "clone"),
+            "TensorBoard add_histogram": TensorBoard(loop),
+            "naive per-layer .item()": Naive(loop),
+        }
+        if config is not LARGE:
+            out["everything every step"] = Probe(loop, 1, 1)
+        return out, Bare(loop)
+    engine_config = config.replace(epochs=1_000_000, device="cpu")
+    return (
+        {
+            "engine step, default policy": Engine(engine_config),
+            "engine step + JSONL export": Engine(engine_config, export=True),
+        },
+        EngineBare(engine_config),
+    )
 
 
-def alternative_variants(loop: Loop, model: str) -> dict:
-    """What people watch gradients with instead."""
-    variants = {
-        "source's way (grad.tolist())": Source(loop, "tolist"),
-        "source's way, clone()": Source(loop, "clone"),
-        "TensorBoard add_histogram": TensorBoard(loop),
-        "naive per-layer .item()": Naive(loop),
-    }
-    if model != "large MLP":
-        variants["everything every step"] = Probe(loop, 1, 1)
-    return variants
+def _target(name: str, model: str) -> str:
+    if name == "stats every step":
+        return EVERY_TARGET.get(model, "")
+    if name in ("default policy", "engine step, default policy"):
+        return DEFAULT_TARGET
+    return ""
 
 
-def measure(model: str, quick: bool) -> list[Result]:
-    """All variants of one model, interleaved against the bare loop."""
-    config, steps, rounds, alt_rounds = MODELS[model]
-    if quick:
-        rounds, alt_rounds = max(3, rounds // 3), max(1, alt_rounds // 2)
+def measure(model: str, quick: bool, emit=None) -> list[Result]:
+    """Every set of variants of one model, each interleaved with its baseline."""
+    config, plan = PLANS[model]
     loop = Loop(config)
-    bare = block_runner(Bare(loop), steps)
-    results = []
-    medians = {}
-    for variants, n in (
-        (probe_variants(loop), rounds),
-        (alternative_variants(loop, model), alt_rounds),
-    ):
-        runners = {name: block_runner(v, steps) for name, v in variants.items()}
-        ratios = interleaved(bare, runners, n)
+    results, medians = [], {}
+    for kind, steps, rounds in plan:
+        if quick:
+            rounds = max(1, rounds // 3)
+        named, baseline = variants(kind, loop, config)
+        runners = {name: block_runner(v, steps) for name, v in named.items()}
+        ratios = interleaved(block_runner(baseline, steps), runners, rounds)
         for name, values in ratios.items():
             med, spread = median_and_spread(values)
             medians[name] = med
-            target = ""
-            if name == "stats every step":
-                target = EVERY_TARGET.get(model, "")
-            elif name == "default policy":
-                target = DEFAULT_TARGET
-            results.append(
-                Result(
-                    "probe", f"{model}: {name} / bare", med, "x", target, check(med, target), spread
-                )
+            target = _target(name, model)
+            result = Result(
+                "probe", f"{model}: {name} / bare", med, "x", target, check(med, target), spread
             )
+            results.append(result)
+            if emit is not None:
+                emit(result)
     ours = max(medians["stats every step"] - 1, OVERHEAD_FLOOR)
     theirs = medians["source's way (grad.tolist())"] - 1
     factor = theirs / ours
-    results.append(
-        Result(
-            "probe",
-            f"{model}: source's overhead / probe's (every step)",
-            factor,
-            "x",
-            f">= {SOURCE_FACTOR:g}",
-            factor >= SOURCE_FACTOR,
-            f"{theirs:.2f} vs {medians['stats every step'] - 1:+.3f}",
-        )
-    )
-    return results
-
-
-def measure_engine(model: str, quick: bool) -> list[Result]:
-    """`gradtui run`'s step (Trainer + History, optionally JSONL) against a bare loop."""
-    config, steps, rounds, _ = MODELS[model]
-    config = config.replace(epochs=1_000_000, device="cpu")
-    if quick:
-        rounds = max(3, rounds // 3)
-    bare = block_runner(EngineBare(config), steps)
-    runners = {
-        "engine step, default policy": block_runner(Engine(config), steps),
-        "engine step + JSONL export": block_runner(Engine(config, export=True), steps),
-    }
-    results = []
-    for name, values in interleaved(bare, runners, rounds).items():
-        med, spread = median_and_spread(values)
-        target = DEFAULT_TARGET if name == "engine step, default policy" else ""
-        results.append(
-            Result("probe", f"{model}: {name} / bare", med, "x", target, check(med, target), spread)
-        )
-    return results
+    result = Result(
+        "probe", f"{model}: source's overhead / probe's (every step)", factor, "x",
+        f">= {SOURCE_FACTOR:g}", factor >= SOURCE_FACTOR,
+        f"{theirs:+.3f} vs {medians['stats every step'] - 1:+.3f}",
+    )  # fmt: skip
+    if emit is not None:
+        emit(result)
+    return results + [result]
 
 
 def run(quick: bool = False, emit=None, models=None) -> list[Result]:
     """Every model (the large MLP last: it is the slow one); `emit` sees each result."""
     results = []
-    for model in models or MODELS:
-        batch = measure(model, quick)
-        if model != "large MLP":
-            batch += measure_engine(model, quick)
-        for result in batch:
-            if emit is not None:
-                emit(result)
-        results += batch
+    for model in models or PLANS:
+        results += measure(model, quick, emit)
     return results
 
 
