@@ -18,6 +18,7 @@ Run alone: `.venv/bin/python -m benchmarks.bench_probe [--quick] [--model block]
 
 from __future__ import annotations
 
+import statistics
 import sys
 
 import torch
@@ -116,9 +117,12 @@ def measure(model: str, quick: bool, emit=None) -> list[Result]:
             rounds = max(1, rounds // 3)
         named, baseline = variants(kind, loop, config)
         runners = {name: block_runner(v, steps) for name, v in named.items()}
-        ratios = interleaved(block_runner(baseline, steps), runners, rounds)
+        bare_times: list[float] = []
+        ratios = interleaved(block_runner(baseline, steps), runners, rounds, 1, bare_times)
+        bare_ms = statistics.median(bare_times) / steps * 1000
         for name, values in ratios.items():
             med, spread = median_and_spread(values)
+            spread += f"; bare {bare_ms:.3g} ms/step"
             medians[name] = med
             target = _target(name, model)
             result = Result(

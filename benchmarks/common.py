@@ -68,12 +68,14 @@ def interleaved(
     variants: dict[str, Callable[[], float]],
     rounds: int,
     warmup: int = 1,
+    baseline_times: list[float] | None = None,
 ) -> dict[str, list[float]]:
     """Per variant, the ratios of its block time to the baseline blocks around it.
 
     A round runs A B1 A B2 ... Bk A (A the baseline), starting the variants at
     a different one each round so no variant always follows the same neighbour.
     Callables run one block each and return the seconds it took (setup outside).
+    The baseline's block times are appended to `baseline_times` if given.
     """
     names = list(variants)
     for _ in range(warmup):
@@ -88,6 +90,8 @@ def interleaved(
             t = variants[name]()
             after = baseline()
             ratios[name].append(t / ((before + after) / 2))
+            if baseline_times is not None:
+                baseline_times.append(before)
             before = after
     return ratios
 
