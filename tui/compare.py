@@ -18,10 +18,10 @@ from collections.abc import Callable
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid
+from textual.containers import Grid, Vertical
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from engine.compare import SessionPair, describe_diff, with_same_seeds
 from engine.config import RunConfig
@@ -38,6 +38,7 @@ from tui.widgets.compare_panels import (
     SideStatus,
 )
 from tui.widgets.diagnosis_panel import VerdictLine
+from tui.widgets.key_footer import KeyFooter
 from tui.widgets.panel import FrameContext, HistoryPanel
 
 Side = tuple[str, RunConfig]
@@ -56,7 +57,7 @@ class CompareScreen(Screen):
     """Two runs, one set of controls, shared axes."""
 
     DEFAULT_CSS = """
-    CompareScreen { layout: vertical; }
+    CompareScreen #compare-body { width: 1fr; height: 1fr; }
     CompareScreen #compare-header { height: auto; padding: 0 1; background: $boost; }
     CompareScreen #compare-grid {
         grid-size: 2 5; grid-columns: 1fr 1fr; grid-rows: 2 1 1fr 1fr 1fr;
@@ -99,22 +100,24 @@ class CompareScreen(Screen):
 
     def compose(self) -> ComposeResult:
         """The header, then the two columns as rows of panel pairs."""
-        yield Static(self._header(), id="compare-header")
-        with Grid(id="compare-grid"):
-            for side in (0, 1):
-                yield SideStatus(id=f"status-{side}")
-            last = PairedHeatmap if self.recurrent else PairedFlowBars
-            for kind, name in (
-                (VerdictLine, "verdict"),
-                (PairedLossPlot, "loss"),
-                (PairedGradNormPlot, "grad-norm"),
-                (last, "timesteps" if self.recurrent else "flow"),
-            ):
+        # One body container: the dashboard's stylesheet lays its screens out horizontally.
+        with Vertical(id="compare-body"):
+            yield Static(self._header(), id="compare-header")
+            with Grid(id="compare-grid"):
                 for side in (0, 1):
-                    panel = kind(id=f"{name}-{side}")
-                    panel.side = side
-                    yield panel
-        yield Footer(compact=True)
+                    yield SideStatus(id=f"status-{side}")
+                last = PairedHeatmap if self.recurrent else PairedFlowBars
+                for kind, name in (
+                    (VerdictLine, "verdict"),
+                    (PairedLossPlot, "loss"),
+                    (PairedGradNormPlot, "grad-norm"),
+                    (last, "timesteps" if self.recurrent else "flow"),
+                ):
+                    for side in (0, 1):
+                        panel = kind(id=f"{name}-{side}")
+                        panel.side = side
+                        yield panel
+        yield KeyFooter(compact=True)
 
     def on_mount(self) -> None:
         """Start the frame timer; draw the first frame."""
@@ -231,6 +234,12 @@ class CompareScreen(Screen):
     def running(self) -> bool:
         """Whether either side trains now."""
         return any(s.state == RUNNING for s in self.pair.status())
+
+
+class CompareBackScreen(CompareScreen):
+    """The compare screen opened from the dashboard: q (or escape) goes back to it."""
+
+    BINDINGS = [Binding("q,escape", "close", "Back")]
 
 
 class CompareApp(App):

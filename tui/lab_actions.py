@@ -21,7 +21,7 @@ from engine.config_io import load_config, save_config
 from engine.export import check_output_path
 from engine.presets import PRESETS
 from engine.session import RUNNING
-from tui.compare import CompareScreen
+from tui.compare import CompareBackScreen, CompareScreen
 from tui.record_spool import RecordSpool
 from tui.runs import run_label
 from tui.widgets.config_form import ConfigForm
@@ -88,7 +88,7 @@ class LabActions:
             if self.session.status().state == RUNNING:
                 self.session.pause()
                 self.notify("the dashboard's run is paused while you compare")
-            screen = CompareScreen(
+            screen = CompareBackScreen(
                 (label, config),
                 (name, PRESETS[name].config),
                 fps=self.fps,
@@ -103,6 +103,7 @@ class LabActions:
         # Its sessions are stopping in the background; the app joins them at exit.
         self._retired.extend(screen.sessions())
         self.pop_screen()
+        self._apply_size(self.size.width, self.size.height)  # a resize may have come meanwhile
         self.call_after_refresh(self.refresh_frame, True)
 
     # -- keep and share --------------------------------------------------------------
@@ -144,8 +145,11 @@ class LabActions:
                 if error.field == "config":
                     return f"path: {error.reason}"
                 return f"{error.field} (in {path}): {error.reason}"
-            matches = [n for n, p in PRESETS.items() if p.config == config]
-            self.form_preset = matches[0] if matches else None
+            # A preset's config on another device is still that preset (as run_label says).
+            same = [
+                n for n, p in PRESETS.items() if p.config.replace(device=config.device) == config
+            ]
+            self.form_preset = same[0] if same else None
             form.load(config)
             self.query_one(Sidebar).explain(self.form_preset)
             self._update_form_notice()
@@ -207,14 +211,14 @@ class LabActions:
             error = check_path(path, (".svg",))
             if error is None:
                 # After the dialog has gone, so it is not in the picture.
-                self.call_after_refresh(self._screenshot, path)
+                self.call_after_refresh(self._save_svg, path)
             return error
 
         self.push_screen(
             PathDialog("Save a screenshot (SVG)", f"gradtui-{self._slug()}-step{step}.svg", submit)
         )
 
-    def _screenshot(self, path: str) -> None:
+    def _save_svg(self, path: str) -> None:
         directory, name = os.path.split(os.path.abspath(path))
         try:
             self.save_screenshot(filename=name, path=directory)

@@ -55,6 +55,7 @@ class _PairedLines(Paired):
     """Line plots whose x and y ranges cover both sides."""
 
     _other: list[Line] = []
+    shared: tuple = (None, None)  # the (x, y) ranges of the last drawing, for tests
 
     def draw(self, ctx: FrameContext, width: int, height: int) -> None:
         """Read the other side's lines (same transform), then draw this side's."""
@@ -65,11 +66,15 @@ class _PairedLines(Paired):
     def x_limits(self, ctx: FrameContext, lines: list[Line]):
         """Both sides' steps (None while this side has none)."""
         own = x_extent(lines)
-        return None if own is None else union(own, x_extent(self._other))
+        shared = None if own is None else union(own, x_extent(self._other))
+        self.shared = (shared, self.shared[1])
+        return shared
 
     def y_limits(self, ctx: FrameContext, lines: list[Line]):
         """Both sides' values."""
-        return union(y_extent(lines), y_extent(self._other))
+        shared = union(y_extent(lines), y_extent(self._other))
+        self.shared = (self.shared[0], shared)
+        return shared
 
 
 class PairedLossPlot(_PairedLines, LossPlot):

@@ -53,7 +53,7 @@ class UpdateRatioPlot(LinePlotPanel):
 
     def legend_extra(self, ctx: FrameContext) -> str:
         """The reference line's key."""
-        return "[rgb(150,150,150)]··[/] 1e-3 typical"
+        return "[rgb(150,150,150)]··[/] 1e-3"
 
     def y_axis(self, lo: float, hi: float, ticks: int) -> tuple[list[float], list[str]]:
         """Powers of ten."""
@@ -93,7 +93,7 @@ class SaturationPlot(LinePlotPanel):
 
     def legend_extra(self, ctx: FrameContext) -> str:
         """The threshold's key."""
-        return f"[rgb(150,150,150)]··[/] {SATURATION:.0%}: saturated"
+        return f"[rgb(150,150,150)]··[/] {SATURATION:.0%}"
 
     def y_limits(self, ctx: FrameContext, lines: list[Line]) -> tuple[float, float] | None:
         """Always the whole 0 to 100%: a fraction reads against its bounds."""

@@ -1,0 +1,112 @@
+"""The diagnosis on screen: each preset's verdict after a few single steps, in its colour.
+
+The verdict line over the plots is always visible; the Lab view's panel adds
+the evidence and the remedies. Steps are taken one at a time with `n`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from engine.presets import PRESETS
+from tui.app import GradTUI
+from tui.testing import press_step, screen_text, wait_for_frame, wait_until
+from tui.widgets.diagnosis_panel import VERDICT_COLORS, DiagnosisPanel, VerdictLine
+
+EXPECTED = {
+    "sigmoid-normal": "vanishing",
+    "relu-normal": "vanishing",
+    "relu-kaiming": "healthy",
+    "clip-value": "healthy",
+    "clip-norm": "healthy",
+    "clip-hook": "healthy",
+}
+
+
+def _app(name: str) -> GradTUI:
+    return GradTUI(PRESETS[name].config.replace(device="cpu"), name)
+
+
+def _verdict_line(app: GradTUI) -> str:
+    return app.query_one(VerdictLine).surface.cells.plain
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_each_preset_shows_its_verdict_after_a_few_steps(name):
+    verdict = EXPECTED[name]
+
+    async def scenario():
+        app = _app(name)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for_frame(pilot, app)
+            assert "WAITING" in _verdict_line(app)
+            await press_step(pilot, app, 4)
+            line = _verdict_line(app)
+            assert line.lstrip().startswith(verdict.upper()), line
+            rows = screen_text(app).splitlines()
+            controls = next(i for i, row in enumerate(rows) if "Reset   Quit" in row)
+            assert verdict.upper() in rows[controls + 1]  # right under the controls
+            styles = app.query_one(VerdictLine).surface.cells.styles_of(verdict.upper())
+            assert any(VERDICT_COLORS[verdict] in style for style in styles)
+
+    asyncio.run(scenario())
+
+
+def test_exploding_turns_exploding_before_its_nan_and_names_the_step():
+    async def scenario():
+        app = _app("exploding")
+        async with app.run_test(size=(120, 40)) as pilot:
+            for _ in range(40):  # the step depends on torch's shuffle order: not pinned
+                await press_step(pilot, app)
+                if "EXPLODING" in _verdict_line(app):
+                    break
+            assert "EXPLODING" in _verdict_line(app)
+            assert "total gradient norm grew" in _verdict_line(app)
+
+    asyncio.run(scenario())
+
+
+def test_the_lab_view_gives_evidence_and_remedies_in_the_verdicts_colour():
+    async def scenario():
+        app = _app("sigmoid-normal")
+        async with app.run_test(size=(120, 40)) as pilot:
+            await press_step(pilot, app, 3)
+            await pilot.press("d", "d")  # gradients → histograms → lab
+            assert app.view == "lab"
+            await wait_for_frame(pilot, app)
+            panel = app.query_one(DiagnosisPanel)
+            text = screen_text(app)
+            for words in ("VANISHING", "h1's gradient std is", "evidence", "remedies", "Xavier"):
+                assert words in text, words
+            assert "batch norm (batch_norm=true)" in text
+            assert panel.styles.border_top[1].rgb == (90, 160, 255)  # vanishing's blue
+
+    asyncio.run(scenario())
+
+
+def test_a_running_session_is_diagnosed_at_most_a_few_times_a_second():
+    async def scenario():
+        app = _app("relu-kaiming")
+        async with app.run_test(size=(120, 40)) as pilot:
+            line = app.query_one(VerdictLine)
+            await pilot.press("space")
+            assert await wait_until(pilot, lambda: app.session.status().step >= 5)
+            drawn = []
+            original = line.draw
+
+            def counting(ctx, width, height):
+                drawn.append(ctx.version)
+                original(ctx, width, height)
+
+            line.draw = counting
+            for _ in range(10):
+                app.refresh_frame()  # ten frames in a burst, far under the interval
+            assert len(drawn) <= 1
+            await pilot.press("space")
+            app.session.pause(wait=True)
+            await wait_for_frame(pilot, app)
+            assert drawn and drawn[-1] == app.session.history.version  # paused: up to date
+
+    asyncio.run(scenario())

@@ -1,0 +1,96 @@
+"""The record spool behind `e`: every record on disk, exported exactly as `gradtui run --out`."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from engine.export import write_records
+from engine.records import LayerStats, StepRecord
+from tui.record_spool import RecordHooks, RecordSpool, record_from_json
+
+
+def _records(count: int = 5) -> list[StepRecord]:
+    records = []
+    for step in range(count):
+        bad = step == 3
+        stats = {
+            "fc1": LayerStats(
+                grad_norm=math.inf if bad else 0.5 * step,
+                raw_grad_norm=math.nan if bad else 0.25,
+                grad_mean=-1e-30,
+                update_ratio=None if step % 2 else 1e-3,
+            ),
+            "fc2": LayerStats(grad_norm=1.0, act_saturation=0.125),
+        }
+        records.append(
+            StepRecord(
+                step=step,
+                epoch=step // 2,
+                loss=math.nan if bad else 1.0 / (step + 1),
+                grad_norm=-math.inf if bad else 2.0,
+                grad_norm_clipped=1.0,
+                clipped_frac=None if step == 0 else 0.375,
+                layers=stats,
+                timestep_grad_norms=(1e6, math.nan, 0.0) if step else None,
+            )
+        )
+    return records
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_the_export_is_byte_for_byte_what_the_headless_writer_writes(tmp_path, suffix):
+    records = _records()
+    spool = RecordSpool(str(tmp_path))
+    for record in records:
+        spool(record)
+    assert spool.count == len(records)
+    ours, reference = tmp_path / f"spool{suffix}", tmp_path / f"reference{suffix}"
+    assert spool.export(str(ours)) == len(records)
+    write_records(str(reference), records)
+    assert ours.read_bytes() == reference.read_bytes()
+    spool.close()
+
+
+def test_records_come_back_with_their_nan_inf_and_none():
+    spool = RecordSpool()
+    original = _records()[3]
+    spool(original)
+    (back,) = list(spool.records())
+    assert math.isnan(back.loss) and back.grad_norm == -math.inf
+    assert back.layers["fc1"].grad_norm == math.inf and math.isnan(back.layers["fc1"].raw_grad_norm)
+    assert back.layers["fc1"].update_ratio is None and back.layers["fc2"].act_saturation == 0.125
+    assert back.timestep_grad_norms[0] == 1e6 and math.isnan(back.timestep_grad_norms[1])
+    assert record_from_json({"step": 1, "epoch": 0, "loss": 1, "grad_norm": 1,
+                             "grad_norm_clipped": 1}).layers == {}  # fmt: skip
+    spool.close()
+
+
+def test_a_snapshot_reads_what_was_written_when_it_started_and_writing_goes_on():
+    spool = RecordSpool()
+    records = _records(4)
+    for record in records[:2]:
+        spool(record)
+    lines = spool.lines(chunk=1)
+    first = next(lines)
+    spool(records[2])  # the training thread goes on while an export reads
+    rest = list(lines)
+    assert len([first, *rest]) == 2  # the snapshot: the two records there at its start
+    assert [r.step for r in spool.records()] == [0, 1, 2]
+    spool.close()
+
+
+def test_a_closed_spool_never_raises_in_the_training_thread():
+    spool = RecordSpool()
+    spool.close()
+    spool(_records(1)[0])  # a reset closed it while the old thread still ran
+    assert spool.error is not None and "step 0" in spool.error
+    spool(_records(1)[0])  # and stays quiet afterwards
+
+
+def test_hooks_call_each_hook_in_order():
+    seen = []
+    hooks = RecordHooks(lambda r: seen.append(("a", r.step)), lambda r: seen.append(("b", r.step)))
+    hooks(_records(1)[0])
+    assert seen == [("a", 0), ("b", 0)]
