@@ -10,10 +10,21 @@ import asyncio
 
 import pytest
 
+from engine.history import History
 from engine.presets import PRESETS
+from engine.records import LayerStats, StepRecord
+from engine.session import TrainingSession
 from tui.app import GradTUI
 from tui.testing import press_step, screen_text, wait_for_frame, wait_until
-from tui.widgets.diagnosis_panel import VERDICT_COLORS, DiagnosisPanel, VerdictLine
+from tui.widgets.diagnosis_panel import (
+    VERDICT_COLORS,
+    DiagnosisPanel,
+    VerdictLine,
+    diagnosis_text,
+    earlier_verdict,
+    frame_diagnosis,
+)
+from tui.widgets.panel import FrameContext
 
 EXPECTED = {
     "sigmoid-normal": "vanishing",
@@ -110,3 +121,33 @@ def test_a_running_session_is_diagnosed_at_most_a_few_times_a_second():
             assert drawn and drawn[-1] == app.session.history.version  # paused: up to date
 
     asyncio.run(scenario())
+
+
+def _record(step: int, h1_std: float) -> StepRecord:
+    def stats(std):
+        return LayerStats(grad_norm=std, raw_grad_norm=std, grad_std=std, act_std=0.2, act_mean=0.5)
+
+    layers = {"h1": stats(h1_std), "h2": stats(1e-2), "o": stats(1e-2)}
+    return StepRecord(step, 0, 0.7, 1.0, 1.0, layers=layers, captured=True)
+
+
+def test_the_step_0_verdict_stays_in_view_when_the_verdict_changes():
+    # A stalled sigmoid net reads healthy later on (level gradients); its step 0 did not.
+    config = PRESETS["sigmoid-normal"].config
+    first = _record(0, 1e-5)  # h1's gradient std 1e-3 of h2's: vanishing
+    history = History()
+    for step in range(3):
+        history.append(first if step == 0 else _record(step, 1e-2))
+    status = TrainingSession(config).status()
+    ctx = FrameContext(history, status, config, ("h1", "h2", "o"), history.version, first)
+    now = frame_diagnosis(ctx)
+    assert now.verdict == "healthy"
+    earlier = earlier_verdict(ctx, now)
+    assert earlier is not None and earlier.verdict == "vanishing"
+    text = diagnosis_text(now, earlier).plain
+    assert "HEALTHY" in text and "at step 0  VANISHING  h1's gradient std is" in text
+    # While the verdict is the same as step 0's, nothing is added.
+    same = FrameContext(
+        history, status, config, ("h1", "h2", "o"), history.version, _record(0, 1e-2)
+    )
+    assert earlier_verdict(same, now) is None

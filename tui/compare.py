@@ -19,6 +19,7 @@ from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Vertical
+from textual.events import Resize
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Static
@@ -42,6 +43,7 @@ from tui.widgets.key_footer import KeyFooter
 from tui.widgets.panel import FrameContext, HistoryPanel
 
 Side = tuple[str, RunConfig]
+SHORT = 34  # rows below which the gradient-norm pair is left out (80×24 keeps loss and flow)
 
 
 def seeded_pair(left: Side, right: Side) -> tuple[Side, Side]:
@@ -61,8 +63,10 @@ class CompareScreen(Screen):
     CompareScreen #compare-header { height: auto; padding: 0 1; background: $boost; }
     CompareScreen #compare-grid {
         grid-size: 2 5; grid-columns: 1fr 1fr; grid-rows: 2 1 1fr 1fr 1fr;
-        grid-gutter: 0 1; height: 1fr;
+        height: 1fr;
     }
+    CompareScreen #compare-grid.-short { grid-size: 2 4; grid-rows: 2 1 1fr 1fr; }
+    CompareScreen #compare-grid.-short PairedGradNormPlot { display: none; }
     """
 
     BINDINGS = [
@@ -121,8 +125,16 @@ class CompareScreen(Screen):
 
     def on_mount(self) -> None:
         """Start the frame timer; draw the first frame."""
+        self._fit(self.app.size.height)
         self._timer = self.set_interval(1 / self.fps, self.refresh_frame)
         self.call_after_refresh(self.refresh_frame)
+
+    def on_resize(self, event: Resize) -> None:
+        """Below SHORT rows, the gradient-norm pair gives its room to the others."""
+        self._fit(event.size.height)
+
+    def _fit(self, height: int) -> None:
+        self.query_one("#compare-grid").set_class(height < SHORT, "-short")
 
     def on_unmount(self) -> None:
         """No frames once the screen is gone."""
@@ -132,14 +144,13 @@ class CompareScreen(Screen):
     def _header(self) -> Text:
         (a, left), (b, right) = self.sides
         text = Text(no_wrap=False)
-        text.append("Compare  ", style="bold")
         text.append(f"A: {a}", style="bold cyan")
         text.append("  vs  ")
         text.append(f"B: {b}", style="bold magenta")
-        text.append(f"\ndiffers: {describe_diff(left, right)}", style="bold")
         seeds = f"seed {left.seed}" + (f", init_seed {left.init_seed}" if left.init_seed else "")
         speed = "unlimited" if not self.speed else f"{format_number(self.speed)}/s"
         text.append(f"  ·  same seeds ({seeds})  ·  speed {speed}", style="dim")
+        text.append(f"\ndiffers: {describe_diff(left, right)}", style="bold")
         return text
 
     # -- frames ----------------------------------------------------------------

@@ -136,20 +136,28 @@ class SideStatus(Static):
         captured: StepRecord | None,
     ) -> None:
         """Update from a status snapshot; repaints only when the text changed."""
-        text = Text(no_wrap=True, overflow="ellipsis")
+        width = max(self.size.width, 20)
+        first = Text()
         icon = _STATE_ICONS.get(status.state, "?")
-        text.append(f"{icon} {status.state.upper()}", style="bold")
-        text.append(f"  {label}", style="bold cyan")
         total = f"/{status.total_steps}" if status.total_steps else ""
-        text.append(f"  {status.step}{total} steps  loss ")
         loss = format_number(latest.loss, 4) if latest is not None else "—"
-        text.append(loss, style="bold red" if loss in ("NaN", "inf", "-inf") else "bold")
-        text.append("\n")
+        rest = f"  {status.step}{total} steps  loss "
+        state = f"{icon} {status.state.upper()}"
+        if len(state) + len(label) + len(rest) + len(loss) + 2 > width:
+            state, rest = icon, f"  {status.step}{total}  loss "  # narrow: the icon says it
+        first.append(state, style="bold")
+        first.append(f"  {label}", style="bold cyan")
+        first.append(rest)
+        first.append(loss, style="bold red" if loss in ("NaN", "inf", "-inf") else "bold")
         alarm = _alarm(status, config)
-        if alarm:
-            text.append(alarm, style="bold white on red")
-        else:
-            text.append(clip_summary(config, latest, captured), style="dim")
+        second = (
+            Text(alarm, style="bold white on red")
+            if alarm
+            else Text(clip_summary(config, latest, captured), style="dim")
+        )
+        for line in (first, second):
+            line.truncate(width, overflow="ellipsis")
+        text = Text("\n").join([first, second])
         plain = text.plain + repr(text.spans)
         if plain != self._last:
             self._last = plain
