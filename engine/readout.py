@@ -94,14 +94,21 @@ def store(found: dict, key: str):
     return consume
 
 
-def queue_grads(q: ReadQueue, found: dict, key: str, grads: list, norms, eager: bool) -> None:
+def queue_grads(
+    q: ReadQueue, found: dict, key: str, grads: list, norms, eager: bool, partials=None
+) -> None:
     """Per layer (mean, std, abs max, non-finite count, min, max) into found[key].
 
-    `norms()` gives the layers' L2 norms on the host once the queue is read.
+    `norms()` gives the layers' L2 norms on the host once the queue is read;
+    `partials`, when given, are the (sum, min, max) per layer already queued
+    on the device (eager path only).
     """
     parts: list[torch.Tensor] = []
     if eager:
-        queue_sum_range(grads, parts)
+        if partials is not None:
+            parts = partials
+        else:
+            queue_sum_range(grads, parts)
 
         def finish(v: list[float]) -> None:
             rows = []
@@ -125,12 +132,26 @@ def queue_grads(q: ReadQueue, found: dict, key: str, grads: list, norms, eager: 
     q.add(parts, finish)
 
 
-def queue_weights(q: ReadQueue, found: dict, weights: list, eager: bool) -> None:
-    """Per layer (mean, std, L2 norm) of the weights into found["weights"]."""
-    parts = list(torch._foreach_norm(weights))
+def queue_weights(
+    q: ReadQueue, found: dict, weights: list, eager: bool, interleave: bool = False
+) -> None:
+    """Per layer (mean, std, L2 norm) of the weights into found["weights"].
+
+    With `interleave`, each weight's norm and sum are taken back to back (the
+    tensor still in cache); the queued layout is the same.
+    """
     n = len(weights)
+    if eager and interleave:
+        norms, sums = [], []
+        for w in weights:
+            norms.append(torch.linalg.vector_norm(w))
+            sums.append(w.sum())
+        parts = norms + sums
+    else:
+        parts = list(torch._foreach_norm(weights))
+        if eager:
+            queue_sums(weights, parts)
     if eager:
-        queue_sums(weights, parts)
 
         def finish(v: list[float]) -> None:
             rows = []
