@@ -10,6 +10,7 @@ from engine.presets import PRESETS
 from engine.session import PAUSED, RUNNING
 from tui.app import GradTUI
 from tui.compare import CompareApp, CompareScreen, seeded_pair
+from tui.frames import visible_panels
 from tui.testing import screen_text, wait_until
 from tui.widgets.diagnosis_panel import VerdictLine
 from tui.widgets.panel import HistoryPanel
@@ -45,7 +46,7 @@ async def _settled(pilot, screen: CompareScreen) -> None:
         versions = [s.history.version for s in screen.pair.sessions]
         if [c.version for c in screen.contexts] != versions:
             return False
-        panels = screen.query(HistoryPanel)
+        panels = visible_panels(screen.query(HistoryPanel))
         return all(p.drawn and not p.needs_draw(screen.contexts[p.side]) for p in panels)
 
     assert await wait_until(pilot, drawn)
@@ -164,5 +165,21 @@ def test_m_in_the_dashboard_compares_the_form_with_a_preset_and_q_comes_back():
             assert all(s in app._retired for s in sessions)
             await pilot.press("n")
             assert await wait_until(pilot, lambda: app.session.status().step == 1)
+
+    asyncio.run(scenario())
+
+
+def test_a_short_terminal_keeps_loss_and_flow_and_drops_the_norm_pair():
+    async def scenario():
+        app = _compare("sigmoid-normal", "relu-kaiming")
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = app.compare
+            await _steps(pilot, screen, 1)
+            assert not screen.query_one("#grad-norm-0").display
+            assert screen.query_one("#loss-0").size.height >= 6  # inside the border
+            assert screen.query_one("#flow-1").size.height >= 6
+            await pilot.resize_terminal(120, 40)
+            await pilot.pause()
+            assert screen.query_one("#grad-norm-0").display
 
     asyncio.run(scenario())

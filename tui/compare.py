@@ -137,9 +137,18 @@ class CompareScreen(Screen):
         self.query_one("#compare-grid").set_class(height < SHORT, "-short")
 
     def on_unmount(self) -> None:
-        """No frames once the screen is gone."""
+        """No frames once the screen is gone; the dashboard joins our sessions at its exit.
+
+        (ctrl+q can end the whole app while this screen shows: its sessions must
+        still be joined, or a torch import in flight could abort the process.)
+        """
         if self._timer is not None:
             self._timer.stop()
+        joined_later = getattr(self.app, "_retired", None)
+        if isinstance(joined_later, list):
+            joined_later.extend(s for s in self.sessions() if s not in joined_later)
+        for session in self.sessions():
+            session.stop(timeout=0)  # ask now; the owner joins
 
     def _header(self) -> Text:
         (a, left), (b, right) = self.sides
