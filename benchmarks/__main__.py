@@ -4,6 +4,8 @@ Options:
   --quick            fewer rounds and shorter histories (a smoke run, ~1.5 min)
   --only a,b         some of: check, probe, frame, engine_ui, memory, startup, gpu
   --threads N        torch intra-op threads (default: torch's own default)
+  --clock cpu        time training blocks in process CPU time, not wall time
+                     (with --threads 1: steady ratios on a machine others share)
   --markdown FILE    also write the figures as a Markdown table (for RESULTS.md)
 
 The correctness check of the probe runs first; a failure stops everything.
@@ -17,7 +19,7 @@ import shlex
 import sys
 import time
 
-from benchmarks.common import Result, machine
+from benchmarks.common import Result, machine, set_clock
 
 ORDER = ("check", "probe", "frame", "engine_ui", "memory", "startup", "gpu")
 
@@ -29,6 +31,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", default=",".join(ORDER))
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall")
     parser.add_argument("--markdown", metavar="FILE")
     args = parser.parse_args(argv)
     args.only = [name.strip() for name in args.only.split(",") if name.strip()]
@@ -87,8 +90,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    set_clock(args.clock)
     command = "python -m benchmarks " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     info = machine()
+    info["clock"] = args.clock
     print(f"gradtui benchmarks: {command.strip()}")
     for key, value in info.items():
         print(f"  {key}: {value}")

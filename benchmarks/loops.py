@@ -16,6 +16,7 @@ import time
 import torch
 from torch import nn
 
+from benchmarks.common import now
 from engine.clipping import ClipStrategy
 from engine.config import RunConfig
 from engine.data import EpochBatches, make_tensors
@@ -281,10 +282,10 @@ def block_runner(variant: Variant, steps: int):
     def run() -> float:
         variant.start()
         try:
-            start = time.perf_counter()
+            start = now()
             for _ in range(steps):
                 variant.step()
-            return time.perf_counter() - start
+            return now() - start
         finally:
             variant.stop()
 
