@@ -14,6 +14,7 @@ row once it holds 256), so the map's cost is bounded.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -75,13 +76,26 @@ def log_extent(values: np.ndarray) -> tuple[float, float] | None:
     return float(lo), float(max(hi, lo + 1))
 
 
-def _cell_color(mean: float, kind: int, lo: float, hi: float) -> tuple[int, int, int]:
-    if kind == _BAD:
-        return NONFINITE_COLOR
-    if kind == _ZERO:
-        return ZERO_COLOR
-    level = round((mean - lo) / (hi - lo) * (LEVELS - 1))
-    return _PALETTE[min(max(level, 0), LEVELS - 1)]
+# Every cell colour as a style string: the scale's levels, then NaN/inf, then zero.
+_STYLES = [_rgb(c) for c in (*_PALETTE, NONFINITE_COLOR, ZERO_COLOR)]
+
+
+def color_index(mean: np.ndarray, kind: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Each cell's index into the colours: its level on the scale, or NaN/inf, or zero."""
+    with np.errstate(invalid="ignore"):
+        level = np.rint((mean - lo) / (hi - lo) * (LEVELS - 1))
+    level = np.clip(np.nan_to_num(level), 0, LEVELS - 1).astype(int)
+    return np.where(kind == _BAD, LEVELS, np.where(kind == _ZERO, LEVELS + 1, level))
+
+
+@functools.lru_cache(maxsize=1024)
+def _cell_style(upper: int, lower: int | None) -> tuple[str, str]:
+    """The glyph and style of a cell whose halves have colours `upper` and `lower`."""
+    if lower is None:
+        return "▀", _STYLES[upper]
+    if lower == upper:  # one colour: a blank on it (no glyph a font could stretch)
+        return " ", f"on {_STYLES[upper]}"
+    return "▀", f"{_STYLES[upper]} on {_STYLES[lower]}"
 
 
 def render_heatmap(
@@ -113,6 +127,7 @@ def render_heatmap(
     extent = extent or log_extent(matrix) or (-1.0, 1.0)
     lo, hi = extent
     # Top row first: the last time bins, two to a row (upper half, lower half).
+    index = color_index(mean, kind, lo, hi)
     order = list(range(n_time - 1, -1, -1))
     text_rows = math.ceil(n_time / 2)
     middle = text_rows // 2 if text_rows >= 5 else None
@@ -123,17 +138,11 @@ def render_heatmap(
         cells.append(label.rjust(gutter - 1) + ("┤" if label else "│"), "dim")
         upper_t = order[2 * r]
         lower_t = order[2 * r + 1] if 2 * r + 1 < n_time else None
-        for c in range(n_cols):
-            upper = _rgb(_cell_color(mean[c, upper_t], kind[c, upper_t], lo, hi))
-            if lower_t is None:
-                cells.append("▀" * repeat, upper)
-            else:
-                lower = _rgb(_cell_color(mean[c, lower_t], kind[c, lower_t], lo, hi))
-                # One colour: a blank on it (no glyph whose width a font could stretch).
-                if lower == upper:
-                    cells.append(" " * repeat, f"on {upper}")
-                else:
-                    cells.append("▀" * repeat, f"{upper} on {lower}")
+        uppers = index[:, upper_t].tolist()
+        lowers = index[:, lower_t].tolist() if lower_t is not None else [None] * n_cols
+        for upper, lower in zip(uppers, lowers, strict=True):
+            glyph, style = _cell_style(upper, lower)
+            cells.append(glyph * repeat, style)
         cells.newline()
     cells.append(" " * gutter)
     cells.append(_step_axis(steps, n_cols, repeat), "dim")
