@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from engine.atomic import write_text_atomically
 from engine.config import FIELD_TYPES, ConfigError, RunConfig, field_comment
 
 try:  # Python 3.11+; tomli is the same parser for 3.10
@@ -68,10 +68,7 @@ def save_config(config: RunConfig, path: str | os.PathLike, title: str | None = 
     target = Path(path)
     text = config_to_toml(config, title)
     try:
-        fd, tmp = tempfile.mkstemp(dir=target.parent or ".", prefix=f".{target.name}.")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, target)
+        write_text_atomically(target, text)
     except OSError as exc:
         raise ConfigError("config", f"cannot write {target}: {exc.strerror or exc}") from None
     return target

@@ -13,9 +13,9 @@ import csv
 import json
 import math
 import os
-import tempfile
 from typing import Any
 
+from engine.atomic import publish, temporary_beside
 from engine.config import ConfigError
 from engine.records import LAYER_STATS, StepRecord
 
@@ -67,10 +67,7 @@ class RecordWriter:
     def __init__(self, path: str) -> None:
         self.path = path
         self.format = check_output_path(path)
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, self._tmp = tempfile.mkstemp(
-            prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory
-        )
+        fd, self._tmp = temporary_beside(path)
         self._file = os.fdopen(fd, "w", newline="", encoding="utf-8")
         self._csv: csv.writer | None = None
         self._columns: list[str] = []
@@ -105,11 +102,7 @@ class RecordWriter:
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
-        # mkstemp makes the file private; give it the mode a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(self._tmp, 0o666 & ~umask)
-        os.replace(self._tmp, self.path)
+        publish(self._tmp, self.path)
         self.closed = True
 
     def discard(self) -> None:
