@@ -43,6 +43,9 @@ class SessionStatus:
     error: str | None  # the exception that ended the thread, one line
     layer_names: tuple[str, ...]
     device: str | None
+    # The activation sampling period in force (engine.policy may stretch
+    # activation_every to keep activation steps within 1% of the time).
+    activation_period: int | None = None
 
 
 class TrainingSession:
@@ -79,6 +82,7 @@ class TrainingSession:
         self._error: str | None = None
         self._error_detail: str | None = None
         self._layers: tuple[str, ...] = ()
+        self._activation_period: int | None = None
         self._device: str | None = None
         self._rate_marks: list[tuple[float, int]] = []
 
@@ -198,6 +202,7 @@ class TrainingSession:
             error=self._error,
             layer_names=self._layers,
             device=self._device,
+            activation_period=self._activation_period,
         )
 
     # -- the thread ----------------------------------------------------------
@@ -282,6 +287,7 @@ class TrainingSession:
                     if self._generation == generation:
                         self._busy = False
                         self._step, self._epoch = trainer.step_index, trainer.epoch
+                        self._activation_period = trainer.activation_policy.period
                     self._cond.notify_all()
             with self._cond:
                 if self._generation != generation:

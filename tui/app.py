@@ -77,7 +77,7 @@ class GradTUI(LabActions, App):
         super().__init__()
         self.fps = max(1, int(fps))
         self.speed: float | None = None  # the session's max_steps_per_second
-        self.show_rate = True  # snapshot tests turn the measured steps/s off
+        self.show_rate = True  # snapshot tests hide what depends on speed (steps/s, periods)
         self.view = "gradients"
         self.form_preset = preset  # the preset last loaded into the form
         self._retired: list[TrainingSession] = []

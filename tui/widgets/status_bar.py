@@ -26,10 +26,16 @@ _STATE_ICONS = {
 }
 
 
-def capture_policy(config: RunConfig) -> str:
-    """The sampling policy in words, e.g. 'stats every step, activations every 10'."""
+def capture_policy(config: RunConfig, period: int | None = None) -> str:
+    """The sampling policy in words, e.g. 'stats every step, activations every 10'.
+
+    `period` is the activation period in force; when the engine stretched it
+    to keep activation steps within 1% of the time, the text says so.
+    """
     stats = "every step" if config.capture_every == 1 else f"every {config.capture_every}"
     acts = "every step" if config.activation_every == 1 else f"every {config.activation_every}"
+    if period is not None and period != config.activation_every:
+        acts = f"every {period} (≤1% of time)"
     return f"stats {stats}, activations {acts}"
 
 
@@ -95,7 +101,9 @@ class StatusBar(Static):
         limit = "" if not speed else f" (limit {format_number(speed)})"
         text.append(f"{rate} steps/s{limit} │ ")
         text.append(clip_summary(config, latest, captured))
-        text.append(f" │ {capture_policy(config)}", style="dim")
+        # The stretched period comes from measured step times: hidden with the rate.
+        period = status.activation_period if show_rate else None
+        text.append(f" │ {capture_policy(config, period)}", style="dim")
         if status.device:
             text.append(f" │ {status.device}", style="dim")
         self.alarm = _alarm(status, config)
