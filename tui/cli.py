@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from engine.config import ConfigError, RunConfig
+from engine.devices import check_device
 from engine.headless import RunFailed
 from engine.presets import DEFAULT_PRESET, PRESETS, get_preset
 
@@ -111,18 +112,6 @@ def build_config(
     if epochs is not None:
         config = config.replace(epochs=epochs)
     return config
-
-
-def check_device(config: RunConfig) -> None:
-    """Refuse device=cuda on a machine without CUDA before anything starts.
-
-    Only an explicit `cuda` pays for importing torch here; `auto` falls back
-    to the CPU in the session.
-    """
-    if config.device == "cuda":
-        from engine.trainer import resolve_device
-
-        resolve_device("cuda")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

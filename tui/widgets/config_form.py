@@ -19,6 +19,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Label, Select, Static, Switch
 
 from engine.config import CHOICES, FIELD_TYPES, ConfigError, RunConfig, field_comment, parse_value
+from engine.devices import check_device
 from tui.messages import FormChanged
 
 # Sections in the order of the slides; a field added to RunConfig later and
@@ -134,6 +135,7 @@ class ConfigForm(Vertical):
         if not errors:
             try:
                 config = RunConfig(**values)
+                check_device(config)
             except ConfigError as error:
                 name = error.field if error.field in self._widgets else next(iter(self._widgets))
                 errors[name] = error.reason
@@ -142,6 +144,8 @@ class ConfigForm(Vertical):
             box.set_class(name in errors, "-invalid")
             if name in errors:
                 self.query_one(f"#error-{name}", Static).update(f"↳ {errors[name]}")
+        if errors:
+            config = None
         changed = (config, errors) != (self.config, self.errors)
         self.config, self.errors = config, errors
         if changed:
