@@ -30,7 +30,7 @@ from tui.lab_actions import LabActions
 from tui.layers import expected_layers
 from tui.messages import FormChanged, PresetChosen
 from tui.record_spool import RecordHooks, RecordSpool
-from tui.runs import SPEEDS, FirstRecord, run_label, warm_torch
+from tui.runs import FirstRecord, run_label, shifted_speed, warm_torch
 from tui.widgets.config_form import ConfigForm
 from tui.widgets.control_bar import ControlBar
 from tui.widgets.diagnosis_panel import VerdictLine
@@ -292,14 +292,14 @@ class GradTUI(LabActions, App):
 
     def action_slower(self) -> None:
         """-: a lower steps-per-second limit."""
-        self._set_speed(max(SPEEDS.index(self.speed) - 1, 0))
+        self._set_speed(shifted_speed(self.speed, -1))
 
     def action_faster(self) -> None:
         """+: a higher limit, up to unlimited."""
-        self._set_speed(min(SPEEDS.index(self.speed) + 1, len(SPEEDS) - 1))
+        self._set_speed(shifted_speed(self.speed, +1))
 
-    def _set_speed(self, index: int) -> None:
-        self.speed = SPEEDS[index]
+    def _set_speed(self, speed: float | None) -> None:
+        self.speed = speed
         self.session.max_steps_per_second = self.speed
         self.refresh_frame()
 

@@ -30,7 +30,7 @@ from engine.session import FINISHED, RUNNING, STOPPED, TrainingSession
 from tui.frames import draw_frame, visible_panels
 from tui.layers import expected_layers
 from tui.plotting import format_number
-from tui.runs import SPEEDS, FirstRecord, warm_torch
+from tui.runs import FirstRecord, shifted_speed, warm_torch
 from tui.widgets.compare_panels import (
     PairedFlowBars,
     PairedGradNormPlot,
@@ -220,14 +220,14 @@ class CompareScreen(Screen):
 
     def action_slower(self) -> None:
         """-: a lower steps-per-second limit on both sides."""
-        self._set_speed(max(SPEEDS.index(self.speed) - 1, 0))
+        self._set_speed(shifted_speed(self.speed, -1))
 
     def action_faster(self) -> None:
         """+: a higher limit, up to unlimited."""
-        self._set_speed(min(SPEEDS.index(self.speed) + 1, len(SPEEDS) - 1))
+        self._set_speed(shifted_speed(self.speed, +1))
 
-    def _set_speed(self, index: int) -> None:
-        self.speed = SPEEDS[index]
+    def _set_speed(self, speed: float | None) -> None:
+        self.speed = speed
         self.pair.set_rate(self.speed)
         self.query_one("#compare-header", Static).update(self._header())
 

@@ -9,6 +9,12 @@ from engine.records import StepRecord
 SPEEDS: tuple[float | None, ...] = (1, 2, 5, 10, 20, 50, 100, 200, None)  # None: unlimited
 
 
+def shifted_speed(speed: float | None, notches: int) -> float | None:
+    """The speed `notches` steps along SPEEDS from `speed`, kept within the scale."""
+    index = min(max(SPEEDS.index(speed) + notches, 0), len(SPEEDS) - 1)
+    return SPEEDS[index]
+
+
 def warm_torch() -> None:
     """Import the trainer (torch, sklearn) off the UI thread so the first step is quick."""
     try:
