@@ -14,10 +14,10 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from polling import wait_for as poll
 
 from engine.export import RecordWriter, write_records
 from engine.records import LayerStats, StepRecord
@@ -41,12 +41,7 @@ def record(step: int, loss: float, grad: float = 1.0) -> StepRecord:
 
 
 def wait_for(predicate, timeout: float = WAIT) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
+    return poll(predicate, timeout)
 
 
 def temp_files(directory: Path) -> list[Path]:

@@ -11,9 +11,9 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 
 import pytest
+from polling import wait_for as poll
 from torch import nn
 
 from engine.config import RunConfig
@@ -27,12 +27,7 @@ OOM = "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 7.79 GiB total cap
 
 
 def wait_for(predicate, timeout: float = WAIT) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
+    return poll(predicate, timeout)
 
 
 def session_threads() -> list[threading.Thread]:

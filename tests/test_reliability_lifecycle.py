@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from polling import wait_for as poll
 
 from engine.config import RunConfig
 from engine.session import (
@@ -45,12 +46,7 @@ def session_threads() -> list[threading.Thread]:
 
 
 def wait_for(predicate, timeout: float = WAIT) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
+    return poll(predicate, timeout)
 
 
 def _random_sequence(rng: random.Random) -> None:
