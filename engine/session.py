@@ -223,7 +223,7 @@ class TrainingSession:
         try:
             from engine.trainer import Trainer  # torch loads here, off the caller's thread
 
-            trainer = Trainer(config)
+            trainer = Trainer(config, share_cores=True)
             with self._cond:
                 if self._generation != generation:
                     return  # reset while building

@@ -50,10 +50,11 @@ def leave_a_core_free() -> None:
 class Trainer:
     """Builds the configured experiment and trains it step by step."""
 
-    def __init__(self, config: RunConfig) -> None:
+    def __init__(self, config: RunConfig, share_cores: bool = False) -> None:
+        """`share_cores`: another busy thread (the dashboard) needs a core of its own."""
         self.config = config
         self.device = resolve_device(config.device)
-        if self.device.type == "cpu":
+        if share_cores and self.device.type == "cpu":
             leave_a_core_free()
         X, y = make_tensors(config)
         model, generator = build_model(config)
