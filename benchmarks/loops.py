@@ -21,7 +21,7 @@ from engine.clipping import ClipStrategy
 from engine.config import RunConfig
 from engine.data import EpochBatches, make_tensors
 from engine.model import build_model
-from engine.policy import ActivationPolicy
+from engine.policy import CapturePolicy
 from engine.probe import GradientProbe
 from engine.stats import weight_layers
 
@@ -91,8 +91,8 @@ class Bare(Variant):
 class Probe(Variant):
     """gradtui's GradientProbe with a capture policy.
 
-    With `budgeted`, activation steps follow the Trainer's time-budgeted
-    policy (engine.policy) instead of the plain every-k rule.
+    With `budgeted`, statistics and activation steps follow the Trainer's
+    time-budgeted policy (engine.policy) instead of the plain every-k rules.
     """
 
     def __init__(
@@ -100,7 +100,7 @@ class Probe(Variant):
     ) -> None:
         super().__init__(loop)
         self.capture_every, self.activation_every = capture_every, activation_every
-        self.policy = ActivationPolicy(activation_every) if budgeted else None
+        self.policy = CapturePolicy(capture_every, activation_every) if budgeted else None
         self.probe: GradientProbe | None = None
 
     def start(self) -> None:
@@ -119,16 +119,20 @@ class Probe(Variant):
         loop, probe, policy = self.loop, self.probe, self.policy
         start = time.perf_counter()
         x, y = loop.batch()
-        acts = policy.due(self.step_index) if policy is not None else None
-        probe.begin_step(self.step_index, activations=acts)
+        stats, acts = policy.plan(self.step_index) if policy is not None else (None, None)
+        probe.begin_step(self.step_index, activations=acts, capture=stats)
         loss = loop.loss_fn(loop.model(x), y)
         loop.optimizer.zero_grad()
         loss.backward()
-        probe.after_backward()
+        measured = time.perf_counter()
+        probe.after_backward(loss)
+        measuring = time.perf_counter() - measured
         loop.optimizer.step()
+        measured = time.perf_counter()
         probe.end_step(loss, 0)
         if policy is not None:
-            policy.done(self.step_index, acts, start, time.perf_counter())
+            measuring += time.perf_counter() - measured
+            policy.done(self.step_index, (probe.capture, acts), start, measuring)
         self.step_index += 1
 
 

@@ -22,6 +22,7 @@ class ClipStrategy:
 
     name = "none"
     changes_gradients = False
+    raw_is_grad = True  # the raw gradient is `.grad` itself (not kept aside by a hook)
 
     def attach(self, params: list[nn.Parameter]) -> None:
         """Prepare for a run over `params` (hooks are registered here)."""
@@ -125,6 +126,7 @@ class HookClip(ClipStrategy):
 
     name = "hook"
     changes_gradients = True
+    raw_is_grad = False
 
     def __init__(self, clip_value: float) -> None:
         self.clip_value = clip_value

@@ -17,6 +17,7 @@ from operator import attrgetter
 import numpy as np
 
 from engine.buckets import Buckets, reduce_rows
+from engine.recording import blank_layers
 from engine.records import LAYER_STATS, StepRecord
 
 SCALARS = ("loss", "grad_norm", "grad_norm_clipped", "clipped_frac")
@@ -98,11 +99,22 @@ class History:
         self._present = np.zeros((self.window_size, len(self.columns)), dtype=bool)
         self._overview = Buckets(self.bucket_count, len(self.columns))
         self._missing = (None,) * len(LAYER_STATS)
+        self._blank = blank_layers(layer_names)  # a sentinel step's layers: nothing measured
+        self._light_row = np.full(len(self.columns), np.nan)
+        self._light_present = np.zeros(len(self.columns), dtype=bool)
+        self._light_present[:3] = True  # loss, grad_norm, grad_norm_clipped
 
     def _row(self, record: StepRecord) -> None:
         # Flattened in column order: the scalars, then every layer's stats.
         values = [record.loss, record.grad_norm, record.grad_norm_clipped, record.clipped_frac]
         layers = record.layers
+        if layers is self._blank and record.clipped_frac is None and record.grad_norm is not None:
+            # Most steps of a fast run: the loss and the two total norms alone.
+            n = self._n
+            self._rows[n] = self._light_row
+            self._rows[n, :3] = values[:3]
+            self._present[n] = self._light_present
+            return
         for name in self.layer_names:
             stats = layers.get(name)
             values.extend(_LAYER_VALUES(stats) if stats is not None else self._missing)

@@ -1,19 +1,28 @@
-"""When a training step also captures activations and histograms: the sampling policy.
+"""Which training steps capture what: the time-budgeted sampling policy.
 
-Gradient statistics are cheap enough for every step; an activation step is
-not (a pass over every layer's output, 3 x layers histograms): on the
-slides' block model it costs about a quarter of a step, on the small
-regression model about one step. So the `activation_every`-th steps capture
-activations, step 0 always, and the period stretches (to multiples of
-`activation_every`, skipping some) when activation steps would otherwise take
-more than BUDGET of the run's wall time. Slow or throttled runs, where the
-budget never binds, keep the exact period; a fast run of a small model gets
-fewer activation steps, still many per second.
+Every step carries the sentinels (the loss, each layer's gradient norm and
+the total), which cost a few percent of a step at most. Two tiers cost more:
 
-Costs are medians of recent steps, so one hiccup or one pause (the user's,
-or a benchmark's) moves nothing: an activation step costs its wall time
-minus a normal step's; step 0, which also pays every first-call cost, is not
-counted.
+- gradient and weight statistics (mean, std, extremes, update ratio): on the
+  slides' block model about 3% of a step, on the small regression model 20%;
+- activations and histograms (a pass over every layer's output, 3 x layers
+  histograms): about a quarter of a step on the block model, one step on the
+  regression model.
+
+Each tier is due on step 0 and on multiples of its configured period
+(`capture_every`, `activation_every`) while its share of the run's wall time
+allows: STATS_BUDGET and ACTIVATION_BUDGET, with ALLOWANCE seconds of credit
+to spend ahead, so a short run captures every step and a long fast one skips
+some, evenly spaced (BudgetedPeriod). Slow or throttled runs, where a budget
+never binds, keep the exact periods; a fast run of a small model gets fewer
+captured steps, still many per second. A step whose loss or gradient goes
+non-finite is captured whatever the policy says (engine.probe).
+
+A captured step costs the time the probe spent measuring it (an upper bound:
+it includes the sentinels); a step earns credit for its time from its start
+to the next, at most twice the recent median, so a pause (the user's, or a
+benchmark's) earns no more than a step; step 0, which also pays every
+first-call cost, is not counted.
 """
 
 from __future__ import annotations
@@ -22,45 +31,118 @@ import math
 from collections import deque
 from statistics import median
 
-BUDGET = 0.01  # activation steps may take this fraction of the wall time
-_RECENT = 32  # normal steps remembered
-_RECENT_EXTRAS = 5  # activation steps remembered
+STATS_BUDGET = 0.015  # statistics steps may take this fraction of the wall time
+ACTIVATION_BUDGET = 0.01  # and activation steps this one
+ALLOWANCE = 0.05  # seconds of capture either tier may spend ahead of its budget
+_RECENT = 32  # steps remembered for a step's wall time
+_RECENT_EXTRAS = 5  # captured steps remembered, per tier
 
 
-class ActivationPolicy:
-    """Decides, step by step, whether a step captures activations."""
+class BudgetedPeriod:
+    """One tier's sampling: multiples of `every`, within `budget` of the wall time.
 
-    def __init__(self, every: int, budget: float = BUDGET) -> None:
-        self.every = every
+    A token bucket: each step earns `budget` times its wall time in credit,
+    up to `allowance` seconds; a captured step spends what it cost. A tier is
+    due when a multiple of `every` comes round and the credit covers its
+    usual cost, so short runs (the exploding preset's 12 steps) capture every
+    step, and long ones settle at the budget with evenly spaced captures.
+    """
+
+    def __init__(self, every: int, budget: float, allowance: float = ALLOWANCE) -> None:
+        self.every = max(1, every)
         self.budget = budget
-        self.period = every  # the period in force: a multiple of `every`
-        self._last: int | None = None  # the last activation step
-        self._compute: deque[float] = deque(maxlen=_RECENT)  # a normal step's own time
-        self._wall: deque[float] = deque(maxlen=_RECENT)  # from one step's start to the next
-        self._extras: deque[float] = deque(maxlen=_RECENT_EXTRAS)
-        self._previous_start: float | None = None
+        self.allowance = allowance
+        self.credit = allowance
+        self.period = self.every  # steps between the last two captures
+        self._last: int | None = None  # the last step this tier captured
+        self.extras: deque[float] = deque(maxlen=_RECENT_EXTRAS)
+        self.usual = 0.0  # the median of `extras`: what a capture usually costs
 
     def due(self, step: int) -> bool:
-        """Whether `step` captures activations."""
+        """Whether this tier captures `step`."""
         if self._last is None:
             return True  # step 0 (or the first step trained) carries everything
-        return step % self.every == 0 and step - self._last >= self.period
+        if step % self.every:
+            return False
+        return self.credit >= self.usual
 
-    def done(self, step: int, activations: bool, start: float, end: float) -> None:
-        """Account for a step that ran from `start` to `end` (perf_counter seconds)."""
-        if self._previous_start is not None and not activations:
-            self._wall.append(start - self._previous_start)
-            self._compute.append(end - start)
-        self._previous_start = start
-        if not activations:
-            return
+    def earn(self, wall: float) -> None:
+        """Credit a step that took `wall` seconds from its start to the next."""
+        self.credit = min(self.allowance, self.credit + self.budget * wall)
+
+    def captured(self, step: int, extra: float | None) -> None:
+        """Account for a captured step that cost `extra` seconds (None: unknown)."""
         first = self._last is None
+        if not first:
+            self.period = step - self._last
         self._last = step
-        if first or not self._compute:
+        if first or extra is None:
+            return  # step 0 pays every first-call cost: not a usual cost
+        extra = max(0.0, extra)
+        self.extras.append(extra)
+        self.usual = median(self.extras)
+        self.credit -= extra
+
+
+class CapturePolicy:
+    """Decides, step by step, whether a step captures statistics and activations."""
+
+    def __init__(
+        self,
+        stats_every: int,
+        activation_every: int,
+        stats_budget: float = STATS_BUDGET,
+        activation_budget: float = ACTIVATION_BUDGET,
+        exact: bool = False,
+    ) -> None:
+        """`exact`: capture on every multiple of the periods, whatever it costs."""
+        allowance = math.inf if exact else ALLOWANCE
+        self.stats = BudgetedPeriod(stats_every, stats_budget, allowance)
+        self.activations = BudgetedPeriod(activation_every, activation_budget, allowance)
+        self._wall: deque[float] = deque(maxlen=_RECENT)  # one step's start to the next
+        self._previous_start: float | None = None
+        self._usual_wall: float | None = None
+
+    def plan(self, step: int) -> tuple[bool, bool]:
+        """(statistics, activations): what `step` captures."""
+        return self.stats.due(step), self.activations.due(step)
+
+    def done(self, step: int, plan: tuple[bool, bool], start: float, measuring: float) -> None:
+        """Account for `step`, started at `start` (perf_counter seconds).
+
+        `measuring` is the seconds the probe spent measuring it, an upper
+        bound of what capturing added (it includes the sentinels every step
+        pays). `plan` is what the step actually captured: the probe may have
+        added statistics to a step that went non-finite.
+        """
+        if self._previous_start is not None:
+            wall = start - self._previous_start
+            self._wall.append(wall)
+            if step % _RECENT == 0 or self._usual_wall is None:
+                self._usual_wall = median(self._wall)  # a median a step would cost 5 us
+            # A pause (the user's, or a long UI hiccup) earns no more than a usual step.
+            wall = min(wall, 2 * self._usual_wall)
+            self.stats.earn(wall)
+            self.activations.earn(wall)
+        self._previous_start = start
+        stats, acts = plan
+        if not (stats or acts):
             return
-        self._extras.append(max(0.0, (end - start) - median(self._compute)))
-        wall = median(self._wall)
-        if wall <= 0:
-            return
-        needed = median(self._extras) / (self.budget * wall)
-        self.period = self.every * max(1, math.ceil(needed / self.every))
+        if acts:
+            # A step with both pays both; the statistics' share is their median cost.
+            share = self.stats.usual if stats else 0.0
+            self.activations.captured(step, measuring - share)
+        if stats:
+            # Beside activations a statistics step cannot tell its own cost: its usual one.
+            usual = self.stats.usual if self.stats.extras else None
+            self.stats.captured(step, usual if acts else measuring)
+
+    @property
+    def stats_period(self) -> int:
+        """The statistics period in force."""
+        return self.stats.period
+
+    @property
+    def activation_period(self) -> int:
+        """The activation period in force."""
+        return self.activations.period

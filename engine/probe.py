@@ -8,7 +8,7 @@ Usage in a plain loop::
             loss = loss_fn(model(x), y)
             optimizer.zero_grad()
             loss.backward()
-            probe.after_backward()      # measures raw, clips, measures applied
+            probe.after_backward(loss)  # measures raw, clips, measures applied
             optimizer.step()
             record = probe.end_step(loss, epoch)
 
@@ -28,7 +28,6 @@ float tolerance are recomputed exactly (see engine.stats).
 from __future__ import annotations
 
 import math
-from dataclasses import fields
 
 import torch
 from torch import nn
@@ -42,7 +41,8 @@ from engine.readout import (
     queue_weights,
     store,
 )
-from engine.records import LayerStats, StepRecord
+from engine.recording import make_record
+from engine.records import StepRecord
 from engine.stats import HIST_BINS, ActivationTap, weight_layers
 
 __all__ = ["GradientProbe", "HIST_BINS"]
@@ -90,6 +90,8 @@ class GradientProbe:
         self._pending: tuple | None = None  # what after_backward left for end_step
         self.capture = self.capture_acts = False
         self.step = 0
+        # The Trainer's flat gradient buffer (engine.flat_grads), when it keeps one.
+        self.flat = None
 
     # -- lifecycle ---------------------------------------------------------
     def __enter__(self) -> GradientProbe:
@@ -106,28 +108,62 @@ class GradientProbe:
         self.clip.close()
 
     # -- the step ----------------------------------------------------------
-    def begin_step(self, step: int, activations: bool | None = None) -> None:
+    def begin_step(
+        self, step: int, activations: bool | None = None, capture: bool | None = None
+    ) -> None:
         """Decide what this step captures and arm the activation hooks.
 
-        `activations` overrides the `activation_every` rule for this step (the
-        Trainer's time-budgeted policy, engine.policy, decides it).
+        `activations` and `capture` override the `activation_every` and
+        `capture_every` rules for this step (the Trainer's time-budgeted
+        policy, engine.policy, decides them).
         """
         self.step = step
-        self.capture = step % self.capture_every == 0
+        self.capture = step % self.capture_every == 0 if capture is None else capture
         if activations is None:
             activations = step % self.activation_every == 0
         self.capture_acts = activations
         self.taps.armed = activations
 
-    def after_backward(self) -> None:
+    def after_backward(self, loss: torch.Tensor | None = None) -> None:
         """Measure the raw gradients, clip them, measure the applied ones.
 
-        Call between `loss.backward()` and `optimizer.step()`.
+        Call between `loss.backward()` and `optimizer.step()`. Given the
+        loss, on the CPU a step that was to carry only the sentinels is
+        captured in full when its loss or a gradient norm is not finite, so
+        the step where a run breaks always carries its statistics.
         """
+        if not (self.capture or self.capture_acts) and loss is not None:
+            found = self._flat_sentinels(loss)
+            if found is not None:
+                self._pending = None, found
+                return
         with torch.no_grad():
-            self._pending = self._measure()
+            self._pending = self._measure(loss)
 
-    def _measure(self) -> tuple:
+    def _flat_sentinels(self, loss: torch.Tensor) -> dict | None:
+        """The sentinels of a fast CPU step through the flat buffer, or None.
+
+        The cheapest path of all, taken on most steps of a fast run: one norm
+        kernel over the buffer, two scalar reads (free on the CPU), no lists.
+        None when the path does not apply, or when the loss or the norm is not
+        finite (the general path then captures the step in full).
+        """
+        flat, clip = self.flat, self.clip
+        if flat is None or not clip.raw_is_grad or flat.device_type not in EAGER_DEVICES:
+            return None
+        if not flat.attached():
+            return None
+        raw_total = flat.norm()
+        loss_value, raw_value = loss.item(), float(raw_total)
+        if not (math.isfinite(loss_value) and math.isfinite(raw_value)):
+            return None
+        found = {"present": (), "loss": [loss_value], "raw_total": [raw_value]}
+        if clip.changes_gradients:
+            clip.apply([raw_total])
+            found["applied_total"] = [float(flat.norm())]
+        return found
+
+    def _measure(self, loss: torch.Tensor | None = None) -> tuple:
         clip, capture = self.clip, self.capture
         raw_all = clip.raw_grads()
         if any(g is None for g in raw_all):
@@ -136,18 +172,12 @@ class GradientProbe:
         else:
             present, raw = self._all_present, raw_all
         eager = not raw or raw[0].device.type in EAGER_DEVICES
-        partials = None
-        if capture and eager and self._interleave:
-            raw_norms, partials = self._norms_and_partials(raw_all, present)
-        else:
-            raw_norms = torch._foreach_norm(raw) if raw else []
         if not capture and not self.capture_acts:
-            # A sentinel step: norms only, read together with the loss in end_step.
-            clip.apply(raw_norms)
-            if not clip.changes_gradients:
-                return present, raw_norms, None
-            grads = [p.grad for p in self.params]
-            return present, raw_norms, torch._foreach_norm([grads[i] for i in present])
+            sentinels = self._sentinels(loss, raw, eager)
+            if sentinels is not None:
+                return sentinels
+            self.capture = capture = True  # it broke here: take everything
+        raw_norms, partials = self._raw_norms(raw_all, present, raw, capture and eager)
         q, found = ReadQueue(), {"present": present}
         q.add(raw_norms, store(found, "raw_norms"))
         if capture:
@@ -166,8 +196,11 @@ class GradientProbe:
             if capture:
                 norms = self._norms_of(found, "applied_norms")
                 queue_grads(q, found, "applied", self._layer_grads(grads), norms, eager)
-        if capture:
-            queue_weights(q, found, self.layer_params, eager, self._interleave)
+        if capture or self.capture_acts:
+            # The weights move slowly: their mean and std come with the activations
+            # (beside their histograms); a statistics step takes their norms alone.
+            moments = self.capture_acts
+            queue_weights(q, found, self.layer_params, eager, self._interleave, moments)
         if self.capture_acts:
             acts = [_as_float(a) for a in self.taps.take()]
             queue_activations(q, found, acts, self.saturating, eager)
@@ -179,6 +212,39 @@ class GradientProbe:
             queue_histograms(q, found, groups, self.layer_names, eager)
         if eager and (capture or self.capture_acts):
             q.flush()  # read while every tensor is as measured (fallbacks need them)
+        return q, found
+
+    def _raw_norms(self, raw_all: list, present: tuple, raw: list, interleaved: bool):
+        # (each parameter's raw norm, the statistics' partials of large layers or
+        # None): on the CPU, large layers get both in one sweep.
+        if interleaved and self._interleave:
+            return self._norms_and_partials(raw_all, present)
+        return (list(torch._foreach_norm(raw)) if raw else []), None
+
+    def _sentinels(self, loss: torch.Tensor | None, raw: list, eager: bool):
+        """A step that carries the sentinels only: the total gradient norms.
+
+        With the Trainer's flat gradient buffer (engine.flat_grads) a norm is
+        one kernel. On the CPU the loss and the raw norm are read at once, and
+        None comes back, before anything is clipped, when either is not finite:
+        that step is captured in full instead.
+        """
+        clip, flat = self.clip, self.flat
+        whole = flat is not None and flat.intact()
+        raw_total = flat.norm() if whole and clip.raw_is_grad else _total(raw)
+        q, found = ReadQueue(), {"present": ()}
+        if eager and loss is not None:
+            values = torch.stack([loss.detach().reshape(()), raw_total]).tolist()
+            if not (math.isfinite(values[0]) and math.isfinite(values[1])):
+                return None
+            found["loss"], found["raw_total"] = values[:1], values[1:]
+        else:
+            q.add([raw_total], store(found, "raw_total"))
+        clip.apply([raw_total])
+        if clip.changes_gradients:
+            grads = [p.grad for p in self.params]
+            applied = flat.norm() if whole else _total([g for g in grads if g is not None])
+            q.add([applied], store(found, "applied_total"))
         return q, found
 
     def _norms_and_partials(self, raw_all: list, present: tuple) -> tuple[list, list]:
@@ -222,84 +288,16 @@ class GradientProbe:
     ) -> StepRecord:
         """Read what the step measured (one host copy) and build its record."""
         pending, self._pending = self._pending, None
-        loss = loss.detach().reshape(())
-        if pending is None:
-            pending = (), [], None
-        if len(pending) == 3 and extra is None:
-            present, raw_norms, applied_norms = pending
-            values = torch.stack([loss, *raw_norms, *(applied_norms or ())]).tolist()
-            n = len(raw_norms)
-            found = {"present": present, "loss": values[:1], "raw_norms": values[1 : n + 1]}
-            if applied_norms is not None:
-                found["applied_norms"] = values[n + 1 :]
-            return self._record(found, epoch)
-        if len(pending) == 3:
-            present, raw_norms, applied_norms = pending
-            q, found = ReadQueue(), {"present": present}
-            q.add(raw_norms, store(found, "raw_norms"))
-            if applied_norms is not None:
-                q.add(applied_norms, store(found, "applied_norms"))
-        else:
-            q, found = pending
-        q.add([loss], store(found, "loss"))
+        q, found = pending if pending is not None else (None, {"present": (), "raw_norms": []})
+        if q is None and ("loss" not in found or extra is not None):
+            q = ReadQueue()
+        if "loss" not in found:
+            q.add([loss.detach().reshape(())], store(found, "loss"))
         if extra is not None:
             q.add_vectors([extra.detach().reshape(-1)], store(found, "extra"))
-        q.flush()
-        return self._record(found, epoch)
-
-    def _record(self, f: dict, epoch: int) -> StepRecord:
-        raw_norms = f["raw_norms"]
-        applied_norms = f.get("applied_norms", raw_norms)
-        slots = self._slots(f["present"])
-        raw, weights, acts = f.get("raw"), f.get("weights"), f.get("acts")
-        applied = f.get("applied", raw)
-        lr, saturating = self.lr, self.saturating is not None
-        layers = {}
-        for j, name in enumerate(self.layer_names):
-            k = slots[j]
-            s = dict(_BLANK)
-            if k is not None:
-                s["raw_grad_norm"] = raw_norms[k]
-                s["grad_norm"] = applied_norms[k]
-            if raw is not None:
-                r, a, w = raw[j], applied[j], weights[j]
-                s["raw_grad_mean"], s["raw_grad_std"], s["raw_grad_abs_max"] = r[0], r[1], r[2]
-                s["grad_mean"], s["grad_std"], s["grad_abs_max"] = a[0], a[1], a[2]
-                s["grad_nonfinite"] = r[3]
-                s["weight_mean"], s["weight_std"] = w[0], w[1]
-                if lr is not None and k is not None:
-                    s["update_ratio"] = _ratio(lr * applied_norms[k], w[2])
-            if acts is not None and (act := acts[j]) is not None:
-                s["act_mean"], s["act_std"], s["act_zero_frac"] = act[0], act[1], act[2]
-                if saturating:
-                    s["act_saturation"] = act[3]
-            layers[name] = _layer_stats(s)
-        clipped_frac = None
-        if "clipped" in f:
-            numel = (
-                self._all_numel
-                if f["present"] is self._all_present
-                else sum(self.params[i].numel() for i in f["present"])
-            )
-            clipped_frac = f["clipped"][0] / numel if numel else None
-        elif self.capture and not self.clip.changes_gradients:
-            clipped_frac = 0.0
-        return _fast(
-            StepRecord,
-            {
-                "step": self.step,
-                "epoch": epoch,
-                "loss": f["loss"][0],
-                "grad_norm": _l2(raw_norms),
-                "grad_norm_clipped": _l2(applied_norms),
-                "clipped_frac": clipped_frac,
-                "layers": layers,
-                "histograms": f.get("hist"),
-                "timestep_grad_norms": tuple(f["extra"][0]) if "extra" in f else None,
-                "captured": self.capture,
-                "activations_captured": self.capture_acts,
-            },
-        )
+        if q is not None:
+            q.flush()
+        return make_record(self, found, epoch)
 
     def nonfinite_layer(self) -> str | None:
         """The first layer (input to output) whose gradient holds NaN or inf.
@@ -314,6 +312,13 @@ class GradientProbe:
         return next((name for (name, _), c in zip(here, counts, strict=True) if c > 0), None)
 
 
+def _total(grads: list[torch.Tensor]) -> torch.Tensor:
+    # The L2 norm of all of them together (a device scalar).
+    if not grads:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+
+
 def _as_float(a: torch.Tensor | None) -> torch.Tensor | None:
     # Half-precision sums would round; the statistics are taken in float32 at least.
     if a is None or a.dtype in (torch.float32, torch.float64):
@@ -321,38 +326,3 @@ def _as_float(a: torch.Tensor | None) -> torch.Tensor | None:
     return a.float()
 
 
-_BLANK = {f.name: None for f in fields(LayerStats)}
-# Field counts of the record classes that can be built through their instance
-# dict (not if a later version gives them __slots__).
-_FIELD_COUNT = {
-    cls: len(fields(cls)) for cls in (LayerStats, StepRecord) if not hasattr(cls, "__slots__")
-}
-
-
-def _fast(cls, values: dict):
-    # A frozen dataclass's __init__ sets its fields one object.__setattr__ at a
-    # time: microseconds a layer a step. Given every field, handing over the
-    # instance dict builds the same object (eq, hash, repr and replace read
-    # attributes); `values` must not be used afterwards.
-    if len(values) != _FIELD_COUNT.get(cls):
-        return cls(**values)
-    obj = object.__new__(cls)
-    object.__setattr__(obj, "__dict__", values)
-    return obj
-
-
-def _layer_stats(values: dict) -> LayerStats:
-    return _fast(LayerStats, values)
-
-
-def _l2(values: list[float]) -> float:
-    try:
-        return math.sqrt(math.fsum(x * x for x in values))
-    except (OverflowError, ValueError):
-        return math.inf if all(x == x for x in values) else math.nan
-
-
-def _ratio(numerator: float, denominator: float) -> float:
-    if denominator == 0:
-        return math.inf if numerator else math.nan
-    return numerator / denominator

@@ -133,14 +133,28 @@ def queue_grads(
 
 
 def queue_weights(
-    q: ReadQueue, found: dict, weights: list, eager: bool, interleave: bool = False
+    q: ReadQueue,
+    found: dict,
+    weights: list,
+    eager: bool,
+    interleave: bool = False,
+    moments: bool = True,
 ) -> None:
     """Per layer (mean, std, L2 norm) of the weights into found["weights"].
 
-    With `interleave`, each weight's norm and sum are taken back to back (the
-    tensor still in cache); the queued layout is the same.
+    Without `moments`, the norms alone (mean and std None): what the update
+    ratio needs, one call for every layer. With `interleave`, each weight's
+    norm and sum are taken back to back (the tensor still in cache); the
+    queued layout is the same.
     """
     n = len(weights)
+    if not moments:
+
+        def norms_only(v: list[float]) -> None:
+            found["weights"] = [(None, None, norm) for norm in v]
+
+        q.add(list(torch._foreach_norm(weights)) if weights else [], norms_only)
+        return
     if eager and interleave:
         norms, sums = [], []
         for w in weights:

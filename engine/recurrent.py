@@ -129,6 +129,7 @@ class PerUseHookClip(ClipStrategy):
 
     name = "hook"
     changes_gradients = True
+    raw_is_grad = False
 
     def __init__(self, model: UnrolledRNN) -> None:
         self.model = model

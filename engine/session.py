@@ -43,9 +43,10 @@ class SessionStatus:
     error: str | None  # the exception that ended the thread, one line
     layer_names: tuple[str, ...]
     device: str | None
-    # The activation sampling period in force (engine.policy may stretch
-    # activation_every to keep activation steps within 1% of the time).
+    # The sampling periods in force (engine.policy may stretch capture_every and
+    # activation_every to keep captured steps within their share of the time).
     activation_period: int | None = None
+    stats_period: int | None = None
 
 
 class TrainingSession:
@@ -83,6 +84,7 @@ class TrainingSession:
         self._error_detail: str | None = None
         self._layers: tuple[str, ...] = ()
         self._activation_period: int | None = None
+        self._stats_period: int | None = None
         self._device: str | None = None
         self._rate_marks: list[tuple[float, int]] = []
 
@@ -203,6 +205,7 @@ class TrainingSession:
             layer_names=self._layers,
             device=self._device,
             activation_period=self._activation_period,
+            stats_period=self._stats_period,
         )
 
     # -- the thread ----------------------------------------------------------
@@ -287,7 +290,8 @@ class TrainingSession:
                     if self._generation == generation:
                         self._busy = False
                         self._step, self._epoch = trainer.step_index, trainer.epoch
-                        self._activation_period = trainer.activation_policy.period
+                        self._activation_period = trainer.policy.activation_period
+                        self._stats_period = trainer.policy.stats_period
                     self._cond.notify_all()
             with self._cond:
                 if self._generation != generation:

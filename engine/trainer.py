@@ -15,8 +15,9 @@ from torch import nn
 from engine.clipping import make_clip
 from engine.config import ConfigError, RunConfig
 from engine.data import EpochBatches, make_tensors
+from engine.flat_grads import FlatGradients
 from engine.model import build_model
-from engine.policy import ActivationPolicy
+from engine.policy import CapturePolicy
 from engine.probe import GradientProbe
 from engine.records import NonFinite, StepRecord
 
@@ -78,6 +79,12 @@ class Trainer:
             lr=config.lr,
             saturating=_SATURATING.get(activation),
         ).__enter__()
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.flat = FlatGradients(params) if FlatGradients.suits(params) else None
+        self.probe.flat = self.flat
+        # The rnn's per-time-step gradient norms (looked up once: a module's
+        # missing attribute costs microseconds to find missing).
+        self._timesteps = getattr(self.model, "timestep_grad_norms", None)
         self.steps_per_epoch = len(self.batches)
         self.total_steps = self.steps_per_epoch * config.epochs
         self.step_index = 0
@@ -85,8 +92,10 @@ class Trainer:
         self._epoch_batches = None
         self.first_nonfinite: NonFinite | None = None
         self.layer_names = list(self.probe.layer_names)
-        # Which steps capture activations: every activation_every-th, within a time budget.
-        self.activation_policy = ActivationPolicy(config.activation_every)
+        # Which steps capture statistics and activations: within a time budget.
+        self.policy = CapturePolicy(
+            config.capture_every, config.activation_every, exact=config.sampling == "exact"
+        )
 
     @property
     def finished(self) -> bool:
@@ -109,19 +118,29 @@ class Trainer:
         x, y = self._next_batch()
         if not self.model.training:  # train() walks every module: not on every step
             self.model.train()
-        activations = self.activation_policy.due(self.step_index)
-        self.probe.begin_step(self.step_index, activations=activations)
+        probe, step = self.probe, self.step_index
+        stats, activations = self.policy.plan(step)
+        probe.begin_step(step, activations=activations, capture=stats)
         loss = self.loss_fn(self.model(x), y)
-        self.optimizer.zero_grad()
+        if self.flat is not None:
+            self.flat.zero()
+        else:
+            self.optimizer.zero_grad()
         loss.backward()
-        self.probe.after_backward()
+        measured = time.perf_counter()
+        probe.after_backward(loss)
+        measuring = time.perf_counter() - measured
         self.optimizer.step()
-        timesteps = getattr(self.model, "timestep_grad_norms", None)
-        record = self.probe.end_step(loss, self.epoch, timesteps() if timesteps else None)
-        if self.first_nonfinite is None:
+        measured = time.perf_counter()
+        timesteps = self._timesteps
+        record = probe.end_step(loss, self.epoch, timesteps() if timesteps else None)
+        measuring += time.perf_counter() - measured
+        if self.first_nonfinite is None and not (
+            _finite(record.loss) and _finite(record.grad_norm)
+        ):
             self.first_nonfinite = self._check_nonfinite(record)
-        self.activation_policy.done(self.step_index, activations, start, time.perf_counter())
-        self.step_index += 1
+        self.policy.done(step, (probe.capture, activations), start, measuring)
+        self.step_index = step + 1
         return record
 
     def _check_nonfinite(self, record: StepRecord) -> NonFinite | None:

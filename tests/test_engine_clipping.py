@@ -136,7 +136,7 @@ def reference_losses(steps: int, clip: str | None = None) -> list[float]:
 
 
 def engine_records(name: str, steps: int | None = None, until_nonfinite: bool = False):
-    trainer = Trainer(get_preset(name).config.replace(device="cpu"))
+    trainer = Trainer(get_preset(name).config.replace(device="cpu", sampling="exact"))
     records = []
     try:
         while not trainer.finished and (steps is None or len(records) < steps):

@@ -245,21 +245,29 @@ def test_hooks_removed_when_the_loop_raises():
 def test_sentinels_every_step_full_statistics_on_capture_steps():
     model, x, y, _ = cnn_case("cpu")
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-    records = []
+    records, totals = [], []
     with GradientProbe(model, capture_every=3, activation_every=4) as probe:
         for step in range(6):
             probe.begin_step(step)
             loss = F.cross_entropy(model(x), y)
             optimizer.zero_grad()
             loss.backward()
-            probe.after_backward()
+            norms = [p.grad.double().norm() for p in model.parameters()]
+            totals.append(torch.stack(norms).norm().item())
+            probe.after_backward(loss if step % 2 else None)  # both ways of reading the loss
             optimizer.step()
             records.append(probe.end_step(loss, epoch=0))
-    for record in records:
+    for record, total in zip(records, totals, strict=True):
+        # The sentinels: the loss and the total gradient norm, every step.
+        assert math.isfinite(record.loss)
+        assert record.grad_norm == pytest.approx(total, rel=1e-5)
+        assert record.grad_norm_clipped == record.grad_norm
+        # Each layer's norm comes with the statistics or the activations.
+        measured = record.captured or record.activations_captured
         assert all(
-            s.grad_norm is not None and s.raw_grad_norm is not None for s in record.layers.values()
+            (s.grad_norm is not None and s.raw_grad_norm is not None) == measured
+            for s in record.layers.values()
         )
-        assert math.isfinite(record.grad_norm)
     assert [r.captured for r in records] == [True, False, False, True, False, False]
     assert [r.activations_captured for r in records] == [True, False, False, False, True, False]
     assert records[1].layers["0"].grad_std is None and records[1].layers["0"].act_mean is None

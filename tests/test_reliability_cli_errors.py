@@ -83,6 +83,7 @@ BAD_VALUES: dict[str, list[str]] = {
     "capture_every": ["often", "0", "-2"],
     "activation_every": ["often", "0", "-2"],
     "device": ["tpu", "gpu", "CUDA"],
+    "sampling": ["fast", "Exact", ""],
 }
 CASES = [(field, value) for field, values in BAD_VALUES.items() for value in values]
 

@@ -1,0 +1,94 @@
+"""The time-budgeted capture policy (engine.policy), on a simulated clock."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from engine.config import RunConfig
+from engine.policy import ACTIVATION_BUDGET, ALLOWANCE, STATS_BUDGET, CapturePolicy
+from engine.trainer import Trainer
+
+
+def simulate(policy: CapturePolicy, steps: int, step_s: float, stats_s: float, acts_s: float):
+    """Run `steps` steps whose plain part takes `step_s`; captures add their cost.
+
+    Returns the plans and the seconds spent on each tier.
+    """
+    clock, plans, spent = 0.0, [], {"stats": 0.0, "acts": 0.0}
+    for step in range(steps):
+        stats, acts = policy.plan(step)
+        cost = (stats_s if stats else 0.0) + (acts_s if acts else 0.0)
+        spent["stats"] += stats_s if stats else 0.0
+        spent["acts"] += acts_s if acts else 0.0
+        policy.done(step, (stats, acts), clock, cost)
+        clock += step_s + cost
+        plans.append((stats, acts))
+    return plans, spent, clock
+
+
+def test_step_zero_carries_everything_and_slow_runs_keep_exact_periods():
+    # Captures cost 0.1% of a step: no budget binds.
+    plans, _, _ = simulate(CapturePolicy(1, 10), 500, 0.01, 1e-5, 1e-5)
+    assert plans[0] == (True, True)
+    assert all(stats for stats, _ in plans)
+    assert [s for s, (_, acts) in enumerate(plans) if acts] == list(range(0, 500, 10))
+
+
+def test_a_fast_run_settles_within_its_budgets_evenly_spaced():
+    # Statistics cost 10% of a step, activations 100%: far over budget.
+    policy = CapturePolicy(1, 10)
+    plans, spent, clock = simulate(policy, 100_000, 1e-3, 1e-4, 1e-3)
+    assert spent["stats"] <= STATS_BUDGET * clock + ALLOWANCE + 1e-4
+    assert spent["acts"] <= ACTIVATION_BUDGET * clock + ALLOWANCE + 1e-3
+    # ... and they still come, many times a second of training.
+    assert sum(s for s, _ in plans) > 0.5 * STATS_BUDGET * clock / 1e-4
+    assert sum(a for _, a in plans) > 0.5 * ACTIVATION_BUDGET * clock / 1e-3
+    # Activations stay on multiples of their period; the late statistics are evenly spaced.
+    assert all(step % 10 == 0 for step, (_, a) in enumerate(plans) if a)
+    late = [step for step, (s, a) in enumerate(plans[50_000:], 50_000) if s and not a]
+    gaps = {b - a for a, b in zip(late, late[1:], strict=False)}
+    assert max(gaps) - min(gaps) <= 2 * policy.stats_period
+    assert policy.stats_period > 1 and policy.activation_period > 10
+
+
+def test_a_short_run_captures_every_step_within_the_allowance():
+    # The exploding preset: a dozen steps, statistics costlier than the step itself.
+    plans, _, _ = simulate(CapturePolicy(1, 1), 12, 2e-4, 3e-4, 1e-3)
+    assert all(s and a for s, a in plans)
+
+
+def test_exact_sampling_never_skips():
+    plans, _, _ = simulate(CapturePolicy(2, 5, exact=True), 1000, 1e-3, 1e-2, 1e-2)
+    assert [s for s, (stats, _) in enumerate(plans) if stats] == list(range(0, 1000, 2))
+    assert [s for s, (_, acts) in enumerate(plans) if acts] == list(range(0, 1000, 5))
+
+
+def test_a_pause_earns_no_more_than_a_usual_step():
+    policy = CapturePolicy(1, 10)
+    simulate(policy, 2000, 1e-3, 1e-4, 1e-3)
+    credit = policy.stats.credit
+    policy.done(2000, (False, False), 3600.0, 0.0)  # an hour later
+    assert policy.stats.credit <= max(credit, 0.0) + 2 * STATS_BUDGET * 1.2e-3
+
+
+@pytest.mark.parametrize("sampling", ["budget", "exact"])
+def test_the_step_that_breaks_is_captured_even_when_not_due(sampling):
+    # Statistics due only on step 0; the exploding run's loss turns inf at step 11.
+    config = RunConfig(
+        dataset="regression", model="shallow", hidden_units=15, batch_size=32,
+        shuffle=True, lr=0.01, epochs=1, seed=11, capture_every=1000, sampling=sampling,
+        device="cpu",
+    )  # fmt: skip
+    trainer = Trainer(config)
+    try:
+        records = [trainer.step() for _ in range(13)]
+    finally:
+        trainer.close()
+    nf = trainer.first_nonfinite
+    assert nf is not None and nf.step == 11
+    broke = records[11]
+    assert broke.captured and not math.isfinite(broke.loss)
+    assert broke.layers["fc1"].grad_mean is not None
+    assert [r.captured for r in records[1:11]] == [False] * 10
