@@ -59,6 +59,7 @@ EVERY_TARGET = {"block": "<= 1.05", "large MLP": "<= 1.02"}  # issue 4's targets
 DEFAULT_TARGET = "<= 1.05"
 SOURCE_FACTOR = 10.0  # gradtui's overhead at least 10x below the source's way
 OVERHEAD_FLOOR = 0.005  # overheads below the noise count as this, not as 0
+SETTLE_SECONDS = 1.0  # budgeted variants run this long untimed first: a long run's steady state
 
 
 def variants(kind: str, loop: Loop, config: RunConfig) -> tuple[dict, object]:
@@ -116,6 +117,9 @@ def measure(model: str, quick: bool, emit=None) -> list[Result]:
         if quick:
             rounds = max(1, rounds // 3)
         named, baseline = variants(kind, loop, config)
+        for variant in named.values():
+            if getattr(variant, "policy", None) is not None or isinstance(variant, Engine):
+                variant.settle(SETTLE_SECONDS)
         runners = {name: block_runner(v, steps) for name, v in named.items()}
         bare_times: list[float] = []
         ratios = interleaved(block_runner(baseline, steps), runners, rounds, 1, bare_times)

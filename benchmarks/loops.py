@@ -20,6 +20,7 @@ from benchmarks.common import now
 from engine.clipping import ClipStrategy
 from engine.config import RunConfig
 from engine.data import EpochBatches, make_tensors
+from engine.flat_grads import FlatGradients
 from engine.model import build_model
 from engine.policy import CapturePolicy
 from engine.probe import GradientProbe
@@ -78,6 +79,20 @@ class Variant:
     def stop(self) -> None:
         """Undo `start`; not timed."""
 
+    def settle(self, seconds: float) -> None:
+        """Run untimed for `seconds`, so a time-budgeted policy reaches its steady state.
+
+        A run's first captures are paid from a small allowance (engine.policy);
+        a long run amortizes it, a benchmark's few short blocks would not.
+        """
+        self.start()
+        try:
+            deadline = time.perf_counter() + seconds
+            while time.perf_counter() < deadline:
+                self.step()
+        finally:
+            self.stop()
+
     def step(self) -> None:
         """One watched training step."""
         self.loop.bare_step()
@@ -89,7 +104,7 @@ class Bare(Variant):
 
 
 class Probe(Variant):
-    """gradtui's GradientProbe with a capture policy.
+    """gradtui's GradientProbe with a capture policy, in the Trainer's loop.
 
     With `budgeted`, statistics and activation steps follow the Trainer's
     time-budgeted policy (engine.policy) instead of the plain every-k rules.
@@ -111,9 +126,14 @@ class Probe(Variant):
             activation_every=self.activation_every,
             lr=self.loop.config.lr,
         ).__enter__()
+        # As the Trainer does: a small model's gradients live in one flat buffer.
+        params = [p for p in self.loop.model.parameters() if p.requires_grad]
+        self.flat = FlatGradients(params) if FlatGradients.suits(params) else None
+        self.probe.flat = self.flat
 
     def stop(self) -> None:
         self.probe.close()
+        self.loop.optimizer.zero_grad()  # the next variant starts from autograd's own
 
     def step(self) -> None:
         loop, probe, policy = self.loop, self.probe, self.policy
@@ -122,7 +142,10 @@ class Probe(Variant):
         stats, acts = policy.plan(self.step_index) if policy is not None else (None, None)
         probe.begin_step(self.step_index, activations=acts, capture=stats)
         loss = loop.loss_fn(loop.model(x), y)
-        loop.optimizer.zero_grad()
+        if self.flat is not None:
+            self.flat.zero()
+        else:
+            loop.optimizer.zero_grad()
         loss.backward()
         measured = time.perf_counter()
         probe.after_backward(loss)

@@ -18,9 +18,10 @@ never binds, keep the exact periods; a fast run of a small model gets fewer
 captured steps, still many per second. A step whose loss or gradient goes
 non-finite is captured whatever the policy says (engine.probe).
 
-A captured step costs the time the probe spent measuring it (an upper bound:
-it includes the sentinels); a step earns credit for its time from its start
-to the next, at most twice the recent median, so a pause (the user's, or a
+A captured step costs its wall time (start to the next start) minus a plain
+step's (the median of recent steps that captured neither tier), or at least
+the time the probe spent measuring it; every step earns credit for its wall
+time, at most twice a plain step's, so a pause (the user's, or a
 benchmark's) earns no more than a step; step 0, which also pays every
 first-call cost, is not counted.
 """
@@ -31,9 +32,9 @@ import math
 from collections import deque
 from statistics import median
 
-STATS_BUDGET = 0.015  # statistics steps may take this fraction of the wall time
-ACTIVATION_BUDGET = 0.01  # and activation steps this one
-ALLOWANCE = 0.05  # seconds of capture either tier may spend ahead of its budget
+STATS_BUDGET = 0.01  # statistics steps may take this fraction of the wall time
+ACTIVATION_BUDGET = 0.0075  # and activation steps this one
+ALLOWANCE = 0.01  # seconds of capture either tier may spend ahead of its budget
 _RECENT = 32  # steps remembered for a step's wall time
 _RECENT_EXTRAS = 5  # captured steps remembered, per tier
 
@@ -70,18 +71,23 @@ class BudgetedPeriod:
         """Credit a step that took `wall` seconds from its start to the next."""
         self.credit = min(self.allowance, self.credit + self.budget * wall)
 
-    def captured(self, step: int, extra: float | None) -> None:
-        """Account for a captured step that cost `extra` seconds (None: unknown)."""
-        first = self._last is None
-        if not first:
+    def captured(self, step: int) -> float:
+        """Note that `step` captured this tier; spend its usual cost for now.
+
+        Returns what was spent, for `charge` to settle once the real cost is known.
+        """
+        if self._last is not None:
             self.period = step - self._last
         self._last = step
-        if first or extra is None:
-            return  # step 0 pays every first-call cost: not a usual cost
+        self.credit -= self.usual
+        return self.usual
+
+    def charge(self, extra: float, spent: float) -> None:
+        """Settle a capture: it cost `extra` seconds over a usual step, `spent` was taken."""
         extra = max(0.0, extra)
         self.extras.append(extra)
         self.usual = median(self.extras)
-        self.credit -= extra
+        self.credit -= extra - spent
 
 
 class CapturePolicy:
@@ -99,9 +105,9 @@ class CapturePolicy:
         allowance = math.inf if exact else ALLOWANCE
         self.stats = BudgetedPeriod(stats_every, stats_budget, allowance)
         self.activations = BudgetedPeriod(activation_every, activation_budget, allowance)
-        self._wall: deque[float] = deque(maxlen=_RECENT)  # one step's start to the next
-        self._previous_start: float | None = None
-        self._usual_wall: float | None = None
+        self._plain: deque[float] = deque(maxlen=_RECENT)  # walls of steps that captured neither
+        self._plain_wall: float | None = None  # their median, refreshed now and then
+        self._previous: tuple | None = None  # (step, plan, start, measuring) of the last step
 
     def plan(self, step: int) -> tuple[bool, bool]:
         """(statistics, activations): what `step` captures."""
@@ -110,32 +116,45 @@ class CapturePolicy:
     def done(self, step: int, plan: tuple[bool, bool], start: float, measuring: float) -> None:
         """Account for `step`, started at `start` (perf_counter seconds).
 
-        `measuring` is the seconds the probe spent measuring it, an upper
-        bound of what capturing added (it includes the sentinels every step
-        pays). `plan` is what the step actually captured: the probe may have
-        added statistics to a step that went non-finite.
+        `measuring` is the seconds the probe spent measuring it. `plan` is what
+        the step actually captured: the probe may have added statistics to a
+        step that went non-finite. A step's own cost is known once the next
+        one starts: its wall time then includes whatever the caller does with
+        a richer record (the history, an export file).
         """
-        if self._previous_start is not None:
-            wall = start - self._previous_start
-            self._wall.append(wall)
-            if step % _RECENT == 0 or self._usual_wall is None:
-                self._usual_wall = median(self._wall)  # a median a step would cost 5 us
-            # A pause (the user's, or a long UI hiccup) earns no more than a usual step.
-            wall = min(wall, 2 * self._usual_wall)
-            self.stats.earn(wall)
-            self.activations.earn(wall)
-        self._previous_start = start
         stats, acts = plan
-        if not (stats or acts):
+        spent = (
+            self.stats.captured(step) if stats else 0.0,
+            self.activations.captured(step) if acts else 0.0,
+        )
+        previous, self._previous = self._previous, (step, plan, start, measuring, spent)
+        if previous is None:
             return
-        if acts:
-            # A step with both pays both; the statistics' share is their median cost.
-            share = self.stats.usual if stats else 0.0
-            self.activations.captured(step, measuring - share)
-        if stats:
-            # Beside activations a statistics step cannot tell its own cost: its usual one.
-            usual = self.stats.usual if self.stats.extras else None
-            self.stats.captured(step, usual if acts else measuring)
+        last_step, (last_stats, last_acts), last_start, last_measuring, last_spent = previous
+        wall = start - last_start
+        plain = not (last_stats or last_acts)
+        if plain:
+            self._plain.append(wall)
+            if self._plain_wall is None or step % _RECENT == 0:
+                self._plain_wall = median(self._plain)  # a median a step would cost 5 us
+        usual = self._plain_wall
+        # A pause (the user's, a benchmark's, a long UI hiccup) earns and costs
+        # no more than a usual step would.
+        if usual is not None:
+            wall = min(wall, 2 * usual + last_measuring)
+        self.stats.earn(wall)
+        self.activations.earn(wall)
+        if plain or last_step == 0:
+            return  # step 0 pays every first-call cost: not a usual cost (nothing was spent)
+        extra = last_measuring if usual is None else max(last_measuring, wall - usual)
+        if last_acts:
+            # A step with both pays both; the statistics' share is their usual cost.
+            share = self.stats.usual if last_stats else 0.0
+            self.activations.charge(extra - share, last_spent[1])
+            if last_stats:
+                self.stats.charge(share, last_spent[0])
+        else:
+            self.stats.charge(extra, last_spent[0])
 
     @property
     def stats_period(self) -> int:

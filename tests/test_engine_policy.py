@@ -54,8 +54,8 @@ def test_a_fast_run_settles_within_its_budgets_evenly_spaced():
 
 
 def test_a_short_run_captures_every_step_within_the_allowance():
-    # The exploding preset: a dozen steps, statistics costlier than the step itself.
-    plans, _, _ = simulate(CapturePolicy(1, 1), 12, 2e-4, 3e-4, 1e-3)
+    # The exploding preset: a dozen steps, activations costlier than the step itself.
+    plans, _, _ = simulate(CapturePolicy(1, 1), 12, 2e-4, 1e-4, 4e-4)
     assert all(s and a for s, a in plans)
 
 
