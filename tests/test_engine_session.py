@@ -283,7 +283,7 @@ def test_exception_in_training_gives_error_and_reset_recovers(make_session, monk
 def test_exception_while_building_gives_error(make_session, monkeypatch):
     from engine import trainer as trainer_module
 
-    def broken_init(self, config):
+    def broken_init(self, config, **options):
         raise ValueError("cannot build\nsecond line")
 
     monkeypatch.setattr(trainer_module.Trainer, "__init__", broken_init)
