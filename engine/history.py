@@ -21,7 +21,8 @@ from engine.recording import blank_layers
 from engine.records import LAYER_STATS, StepRecord
 
 SCALARS = ("loss", "grad_norm", "grad_norm_clipped", "clipped_frac")
-_LAYER_VALUES = attrgetter(*LAYER_STATS)  # one LayerStats -> its values in column order
+_LAYER_VALUES = attrgetter(*LAYER_STATS)
+_LIGHT_BLOCK = 64  # scalar-only rows queued before they are written together  # one LayerStats -> its values in column order
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,8 @@ class History:
             self.latest_captured: StepRecord | None = None
             self.latest_activations: StepRecord | None = None
             self._timesteps: list[tuple[int, tuple[float, ...]]] = []
+            self._light: list[tuple[float, float, float, float]] = []  # rows not yet written
+            self._blank = None
 
     # -- writing -------------------------------------------------------------
     def append(self, record: StepRecord) -> None:
@@ -71,11 +74,25 @@ class History:
         with self._lock:
             if not self.columns:
                 self._start(list(record.layers))
-            if self._n == self.window_size:
-                self._fold_half()
-            self._steps[self._n] = record.step
-            self._row(record)
-            self._n += 1
+            if (
+                record.layers is self._blank
+                and record.clipped_frac is None
+                and record.grad_norm is not None
+            ):
+                # Most steps of a fast run carry the loss and two norms alone: queued,
+                # and written a block at a time (a numpy row a step costs more than
+                # the step's own bookkeeping on a small model).
+                light = self._light
+                light.append((record.step, record.loss, record.grad_norm, record.grad_norm_clipped))
+                if len(light) == _LIGHT_BLOCK:
+                    self._write_light()
+            else:
+                self._write_light()
+                if self._n == self.window_size:
+                    self._fold_half()
+                self._steps[self._n] = record.step
+                self._row(record)
+                self._n += 1
             self.count += 1
             self.version += 1
             self.latest = record
@@ -108,13 +125,6 @@ class History:
         # Flattened in column order: the scalars, then every layer's stats.
         values = [record.loss, record.grad_norm, record.grad_norm_clipped, record.clipped_frac]
         layers = record.layers
-        if layers is self._blank and record.clipped_frac is None and record.grad_norm is not None:
-            # Most steps of a fast run: the loss and the two total norms alone.
-            n = self._n
-            self._rows[n] = self._light_row
-            self._rows[n, :3] = values[:3]
-            self._present[n] = self._light_present
-            return
         for name in self.layer_names:
             stats = layers.get(name)
             values.extend(_LAYER_VALUES(stats) if stats is not None else self._missing)
@@ -122,6 +132,27 @@ class History:
         # False in `present` only for None.
         self._rows[self._n] = np.array(values, dtype=float)
         self._present[self._n] = [v is not None for v in values]
+
+    def _write_light(self) -> None:
+        # The queued scalar-only rows into the window, folding as it fills.
+        light = self._light
+        if not light:
+            return
+        self._light = []
+        block = np.array(light, dtype=float)
+        done = 0
+        while done < len(block):
+            if self._n == self.window_size:
+                self._fold_half()
+            n = self._n
+            k = min(len(block) - done, self.window_size - n)
+            part = block[done : done + k]
+            self._steps[n : n + k] = part[:, 0]
+            self._rows[n : n + k] = self._light_row
+            self._rows[n : n + k, :3] = part[:, 1:]
+            self._present[n : n + k] = self._light_present
+            self._n += k
+            done += k
 
     def _fold_half(self) -> None:
         half = self.window_size // 2
@@ -135,6 +166,7 @@ class History:
     def series(self, key: str, max_points: int = 400, last: int | None = None) -> Series:
         """Column `key` over the whole run (or its `last` steps), at most max_points points."""
         with self._lock:
+            self._write_light()
             index = self._index.get(key)
             if index is None or self.count == 0:
                 empty = np.zeros(0)
@@ -176,6 +208,7 @@ class History:
     def memory_bytes(self) -> int:
         """Bytes held by the arrays (bounded by the window and bucket count)."""
         with self._lock:
+            self._write_light()
             size = self._rows.nbytes + self._steps.nbytes
             size += getattr(self, "_present", np.zeros(0)).nbytes
             return size + (self._overview.nbytes if self._overview else 0)

@@ -168,3 +168,40 @@ def test_reading_while_writing_from_another_thread():
     writer.join()
     assert not errors
     assert history.count == 20_000
+
+
+def _sentinel(step: int, loss: float, norm: float) -> StepRecord:
+    # What the probe records on a step that carried the sentinels only.
+    from engine.recording import blank_layers
+
+    return StepRecord(
+        step=step, epoch=0, loss=loss, grad_norm=norm, grad_norm_clipped=norm,
+        clipped_frac=None, layers=blank_layers(["h1", "o"]), captured=False,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("window", [16, 2048])
+def test_sentinel_rows_queued_in_blocks_read_in_order(window):
+    history = History(window=window, buckets=64)
+    history.append(record(0, 1.0, grad_mean=0.5))
+    for step in range(1, 101):
+        history.append(_sentinel(step, 1.0 / step, math.inf if step == 50 else 2.0 * step))
+    history.append(record(101, 0.5, grad_mean=0.75))
+    for step in range(102, 131):
+        history.append(_sentinel(step, math.nan if step == 120 else 0.25, 3.0))
+    assert history.count == 131 and history.latest.step == 130
+    loss = history.series("loss", max_points=1000)
+    if window == 2048:  # all at full resolution, in order, NaN kept
+        assert loss.steps.tolist() == list(range(131))
+        assert loss.values[100] == pytest.approx(0.01) and math.isnan(loss.values[120])
+        assert loss.nonfinite.tolist() == [s == 120 for s in range(131)]
+        norm = history.series("grad_norm", max_points=1000)
+        assert norm.nonfinite[50] and norm.values[99] == pytest.approx(198.0)
+    else:  # folded into buckets: every step still accounted for, the NaN flagged
+        assert loss.steps[0] == 0 and loss.steps[-1] == 130
+        assert loss.nonfinite.any()
+    # Layer statistics only where a step measured them.
+    mean = history.series("h1.grad_mean", max_points=1000)
+    assert mean.values.tolist() == [0.5, 0.75]
+    if window == 2048:
+        assert mean.steps.tolist() == [0, 101]
