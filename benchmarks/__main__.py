@@ -2,7 +2,7 @@
 
 Options:
   --quick            fewer rounds and shorter histories (a smoke run, ~1.5 min)
-  --only a,b         some of: check, probe, frame, engine_ui, memory, startup, gpu
+  --only a,b         some of: check, probe, e2e, frame, engine_ui, memory, startup, gpu
   --threads N        torch intra-op threads (default: torch's own default)
   --clock cpu        time training blocks in process CPU time, not wall time
                      (with --threads 1: steady ratios on a machine others share)
@@ -21,7 +21,7 @@ import time
 
 from benchmarks.common import Result, machine, set_clock
 
-ORDER = ("check", "probe", "frame", "engine_ui", "memory", "startup", "gpu")
+ORDER = ("check", "probe", "e2e", "frame", "engine_ui", "memory", "startup", "gpu")
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:

@@ -94,16 +94,17 @@ class RunConfig:
     norm_type: str = "2"  # norm: "2" (L2) or "inf"
     # -- watching ----------------------------------------------------------
     on_nonfinite: str = "pause"  # what the session does at the first NaN/inf
-    # The capture policy (benchmarks/README.md has the costs): the loss and every
-    # layer's gradient norm on every step, so no NaN goes unseen; gradient and
-    # weight statistics on step 0 and every `capture_every`-th step; activations
-    # and histograms, the expensive part, on step 0 and every
-    # `activation_every`-th step. With sampling "budget" (the default) a fast
-    # run skips some of those, evenly, so that statistics take at most 1.5% and
-    # activations 1% of the run's time (engine.policy); "exact" never skips.
+    # The capture policy (benchmarks/README.md has the costs): the loss and the
+    # total gradient norm (before and after clipping) on every step, so no NaN
+    # goes unseen; each layer's gradient statistics and weight norm on step 0
+    # and every `capture_every`-th step; activations, weight moments and
+    # histograms, the expensive part, on step 0 and every `activation_every`-th
+    # step. With sampling "budget" (the default) a fast run skips some of those,
+    # evenly, so that statistics take at most 1% and activations 0.75% of the
+    # run's time (engine.policy); "exact" never skips.
     capture_every: int = 1  # full gradient statistics every k-th step (and step 0)
     activation_every: int = 10  # activations and histograms every k-th step (and step 0)
-    sampling: str = "budget"  # budget: skip captures beyond 2.5% of the time; exact: never
+    sampling: str = "budget"  # budget: skip captures beyond ~2% of the time; exact: never
     device: str = "auto"  # auto picks cuda when present; cuda without one fails
 
     def __post_init__(self) -> None:

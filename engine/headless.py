@@ -33,6 +33,7 @@ class RunSummary:
     verdict: str | None = None  # the diagnosis line, when available
     timesteps: str | None = None  # an RNN's |dL/dh_1| / |dL/dh_T|, the heat map's gist
     exported: int = 0  # records committed to the --out file (0: nothing written)
+    capture: str | None = None  # how many steps carried statistics and activations
 
     def lines(self) -> list[str]:
         """The summary as printed."""
@@ -47,6 +48,8 @@ class RunSummary:
             out.append("first non-finite: none")
         if self.interrupted:
             out.append("interrupted: the run ended early, after the steps above")
+        if self.capture:
+            out.append(self.capture)
         if self.timesteps:
             out.append(self.timesteps)
         if self.verdict:
@@ -121,6 +124,19 @@ def run_headless(
         verdict=_verdict(run.history, config),
         timesteps=_timestep_line(run.history),
         exported=writer.count if writer is not None and writer.count else 0,
+        capture=_capture_line(run, config),
+    )
+
+
+def _capture_line(run, config: RunConfig) -> str | None:
+    """How many steps carried what, e.g. 'captured: statistics on 520 of 2000 steps ...'."""
+    if run.last is None:
+        return None
+    steps = run.last.step + 1
+    how = "the sampling budget" if config.sampling == "budget" else "exact sampling"
+    return (
+        f"captured: loss and total gradient norm on every step, layer statistics on "
+        f"{run.stats_steps} of {steps}, activations on {run.activation_steps} ({how})"
     )
 
 
@@ -132,6 +148,7 @@ class _Progress:
         self.history = None
         self.last: StepRecord | None = None
         self.interrupted = False
+        self.stats_steps = self.activation_steps = 0
 
 
 def _train(config: RunConfig, writer, run: _Progress, stderr: TextIO, every: float) -> None:
@@ -145,6 +162,8 @@ def _train(config: RunConfig, writer, run: _Progress, stderr: TextIO, every: flo
         if writer is not None:
             writer.write(record)
         run.last = record
+        run.stats_steps += record.captured
+        run.activation_steps += record.activations_captured
         run.history.append(record)
         now = time.monotonic()
         if now - last_report >= every:

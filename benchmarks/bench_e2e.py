@@ -1,0 +1,168 @@
+"""Issue 4, as it is judged: a whole headless `gradtui run` against a bare PyTorch script.
+
+Each pair runs two processes back to back, alternating which goes first: the
+`gradtui run` command (default capture policy, no export) and a plain PyTorch
+script of the same model written the way the slides write it, importing
+nothing of gradtui. Wall time from launch to exit, start-up included, as a
+user would time them; the figure is the median of the pairwise ratios.
+
+- sigmoid-normal: the default preset, the block model on the ball, full batch;
+- standardized at 150 epochs (4,800 steps of batch 32): the small regression
+  model, against two bare loops: plain tensor slicing (the strictest) and the
+  source's `DataLoader(shuffle=True)`.
+
+Run alone: `.venv/bin/python -m benchmarks.bench_e2e [--quick]`.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.common import Result, median_and_spread
+
+TARGET = "<= 1.05"
+
+_BALL = '''
+import numpy as np, torch
+from torch import nn
+
+def ball(n_points=1000, n_dims=10, seed=13):
+    np.random.seed(seed)
+    radius = np.sqrt(n_dims)
+    points = np.random.normal(size=(n_points, n_dims))
+    sphere = radius * points / np.linalg.norm(points, axis=1).reshape(-1, 1)
+    X = sphere * np.random.uniform(size=(n_points, 1)) ** (1 / n_dims)
+    adjustment = 1 / np.std(X)
+    radius *= adjustment
+    X *= adjustment
+    y = (np.abs(np.sum(X, axis=1)) > (radius * 0.5)).astype(int)
+    np.random.seed(seed)
+    order = np.random.permutation(n_points)
+    return X[order], y[order]
+
+X, y = ball()
+X = torch.as_tensor(X, dtype=torch.float32)
+y = torch.as_tensor(y, dtype=torch.float32).reshape(-1, 1)
+torch.manual_seed(13)
+model = nn.Sequential()
+width = 10
+for i in range(1, 6):
+    model.add_module(f"h{i}", nn.Linear(width, 100))
+    model.add_module(f"a{i}", nn.Sigmoid())
+    width = 100
+model.add_module("o", nn.Linear(100, 1))
+torch.manual_seed(13)
+with torch.no_grad():
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=0.1)
+            nn.init.zeros_(m.bias)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+loss_fn = nn.BCEWithLogitsLoss()
+for epoch in range(EPOCHS):
+    loss = loss_fn(model(X), y)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    last = loss.item()
+print(last)
+'''
+
+_REGRESSION = '''
+import torch
+from sklearn.datasets import make_regression
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+X, y = make_regression(n_samples=1000, n_features=10, noise=0.1, random_state=42)
+y = (y - y.mean()) / y.std()
+X = torch.as_tensor(X, dtype=torch.float32)
+y = torch.as_tensor(y, dtype=torch.float32).reshape(-1, 1)
+torch.manual_seed(11)
+model = nn.Sequential()
+model.add_module("fc1", nn.Linear(10, 15))
+model.add_module("act", nn.ReLU())
+model.add_module("fc2", nn.Linear(15, 1))
+optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+loss_fn = nn.MSELoss()
+if LOADER:
+    batches = DataLoader(TensorDataset(X, y), batch_size=32, shuffle=True)
+for epoch in range(EPOCHS):
+    if not LOADER:
+        order = torch.randperm(len(X))
+        batches = [(X[order[i:i + 32]], y[order[i:i + 32]]) for i in range(0, len(X), 32)]
+    for xb, yb in batches:
+        loss = loss_fn(model(xb), yb)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        last = loss.item()
+print(last)
+'''
+
+# (label, preset, epochs, bare script, its constants)
+CASES = (
+    ("sigmoid-normal (2000 steps)", "sigmoid-normal", 2000, _BALL, {}),
+    ("standardized (4800 steps) vs plain tensors", "standardized", 150, _REGRESSION,
+     {"LOADER": False}),
+    ("standardized (4800 steps) vs DataLoader", "standardized", 150, _REGRESSION,
+     {"LOADER": True}),
+)  # fmt: skip
+
+
+def _timed(command: list[str]) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} exited {done.returncode}: {done.stderr[-300:]}")
+    return elapsed
+
+
+def _bare_script(directory: Path, name: str, text: str, epochs: int, constants: dict) -> Path:
+    lines = [f"{key} = {value!r}" for key, value in {"EPOCHS": epochs, **constants}.items()]
+    path = directory / f"{name}.py"
+    path.write_text("\n".join(lines) + "\n" + text)
+    return path
+
+
+def run(quick: bool = False, emit=None) -> list[Result]:
+    """Each case: rounds of (gradtui run, bare) in alternating order; ratios of wall times."""
+    rounds = 2 if quick else 3
+    results = []
+    with tempfile.TemporaryDirectory(prefix="gradtui-e2e-") as tmp:
+        for k, (label, preset, epochs, text, constants) in enumerate(CASES):
+            bare = [sys.executable, str(_bare_script(Path(tmp), f"bare{k}", text, epochs, constants))]
+            ours = [
+                sys.executable, "-m", "tui.cli", "run", "--preset", preset,
+                "--set", f"epochs={epochs}", "--set", "device=cpu",
+            ]  # fmt: skip
+            ratios, walls = [], []
+            for r in range(rounds):
+                pair = (ours, bare) if r % 2 == 0 else (bare, ours)
+                times = {id(cmd): _timed(cmd) for cmd in pair}
+                ratios.append(times[id(ours)] / times[id(bare)])
+                walls.append(times[id(bare)])
+            med, spread = median_and_spread(ratios)
+            note = f"{spread}; bare script {min(walls):.1f} s, start-up included"
+            result = Result(
+                "e2e", f"gradtui run / bare script: {label}", med, "x", TARGET, med <= 1.05, note
+            )
+            results.append(result)
+            if emit is not None:
+                emit(result)
+    return results
+
+
+def main() -> None:
+    """Print the figures of this benchmark alone."""
+    print("bench_e2e")
+    run("--quick" in sys.argv, emit=lambda r: print(r.line(), flush=True))
+
+
+if __name__ == "__main__":
+    main()
