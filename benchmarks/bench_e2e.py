@@ -26,7 +26,7 @@ from benchmarks.common import Result, median_and_spread
 
 TARGET = "<= 1.05"
 
-_BALL = '''
+_BALL = """
 import numpy as np, torch
 from torch import nn
 
@@ -70,9 +70,9 @@ for epoch in range(EPOCHS):
     optimizer.step()
     last = loss.item()
 print(last)
-'''
+"""
 
-_REGRESSION = '''
+_REGRESSION = """
 import torch
 from sklearn.datasets import make_regression
 from torch import nn
@@ -102,7 +102,7 @@ for epoch in range(EPOCHS):
         optimizer.step()
         last = loss.item()
 print(last)
-'''
+"""
 
 # (label, preset, epochs, bare script, its constants)
 CASES = (
@@ -136,7 +136,10 @@ def run(quick: bool = False, emit=None) -> list[Result]:
     results = []
     with tempfile.TemporaryDirectory(prefix="gradtui-e2e-") as tmp:
         for k, (label, preset, epochs, text, constants) in enumerate(CASES):
-            bare = [sys.executable, str(_bare_script(Path(tmp), f"bare{k}", text, epochs, constants))]
+            bare = [
+                sys.executable,
+                str(_bare_script(Path(tmp), f"bare{k}", text, epochs, constants)),
+            ]
             ours = [
                 sys.executable, "-m", "tui.cli", "run", "--preset", preset,
                 "--set", f"epochs={epochs}", "--set", "device=cpu",

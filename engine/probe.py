@@ -324,5 +324,3 @@ def _as_float(a: torch.Tensor | None) -> torch.Tensor | None:
     if a is None or a.dtype in (torch.float32, torch.float64):
         return a
     return a.float()
-
-

@@ -68,7 +68,6 @@ def make_record(probe, f: dict, epoch: int) -> StepRecord:
     )
 
 
-
 def _sentinel_record(probe, f: dict, epoch: int) -> StepRecord:
     # A step that carried the sentinels only: the loss and the total norms.
     raw_total = f["raw_total"][0]
