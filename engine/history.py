@@ -63,6 +63,9 @@ class History:
             self._overview: Buckets | None = None
             self.latest: StepRecord | None = None
             self.latest_captured: StepRecord | None = None
+            # The newest record with each layer's gradient norm (statistics or
+            # activations captured): what the flow bars show.
+            self.latest_measured: StepRecord | None = None
             self.latest_activations: StepRecord | None = None
             self._timesteps: list[tuple[int, tuple[float, ...]]] = []
             self._light: list[tuple[float, float, float, float]] = []  # rows not yet written
@@ -97,7 +100,9 @@ class History:
             self.version += 1
             self.latest = record
             if record.captured:
-                self.latest_captured = record
+                self.latest_captured = self.latest_measured = record
+            elif record.activations_captured:
+                self.latest_measured = record
             if record.histograms is not None:
                 self.latest_activations = record
             if record.timestep_grad_norms is not None:
