@@ -1,19 +1,29 @@
 """The status line: what runs, how far, how fast, what clipping does, and the alarm.
 
 A plain Static re-rendered from a status snapshot; it only repaints when its
-text changes. The red alarm names the first non-finite step and layer, or
-the exception that ended the training thread.
+text changes, and only asks for a layout when its wrapped height changes: a
+layout re-arranges the whole screen and redraws every plot, and one per frame
+was most of the dashboard's cost while a run trained. While the run goes the
+bar does not shrink either: a line that wraps on and off as the numbers
+change would make every panel below it jump. The red alarm names the first
+non-finite step and layer, or the exception that ended the training thread.
 """
 
 from __future__ import annotations
 
+import re
+
+from rich.cells import cell_len
 from rich.text import Text
+from textual.visual import visualize
 from textual.widgets import Static
 
 from engine.config import RunConfig
 from engine.records import StepRecord
-from engine.session import ERROR, SessionStatus
+from engine.session import ERROR, RUNNING, SessionStatus
 from tui.plotting import format_number
+
+_TOKENS = re.compile(r"\S+|\s+")
 
 _STATE_ICONS = {
     "idle": "■",
@@ -70,6 +80,7 @@ class StatusBar(Static):
     def __init__(self, **kwargs) -> None:
         super().__init__("", **kwargs)
         self._last_plain = ""
+        self._heights: dict[tuple, int] = {}  # (width, word shape) -> wrapped rows
         self.alarm = ""  # the alarm line's text, for tests and summaries
 
     def show(
@@ -113,7 +124,24 @@ class StatusBar(Static):
         plain = text.plain + repr(text.spans)
         if plain != self._last_plain:
             self._last_plain = plain
-            self.update(text)
+            self.update(text, layout=self._needs_layout(text, status.state == RUNNING))
+
+    def _needs_layout(self, text: Text, running: bool) -> bool:
+        """Whether `text` wraps to more rows than the bar has (or fewer, unless running)."""
+        width, height = self.content_size
+        if not width:
+            return True  # not laid out yet
+        # Wrapping depends only on where the spaces are and how wide each word is, so
+        # texts that differ only in their digits share one measurement (wrapping is
+        # a good part of a frame's cost otherwise).
+        shape = (width, *(t if t.isspace() else cell_len(t) for t in _TOKENS.findall(text.plain)))
+        needed = self._heights.get(shape)
+        if needed is None:
+            if len(self._heights) > 256:
+                self._heights.clear()
+            needed = visualize(self, text).get_height(self.styles, width)
+            self._heights[shape] = needed
+        return needed > height or (needed < height and not running)
 
 
 def _alarm(status: SessionStatus, config: RunConfig) -> str:
