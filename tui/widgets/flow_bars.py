@@ -27,6 +27,7 @@ class FlowBars(HistoryPanel):
     """Latest gradient norm per layer as log-scale bars, input → output."""
 
     TITLE = "Gradient flow now"
+    _subtitle: str | None = None  # the last subtitle set
 
     def data_key(self, ctx: FrameContext):
         """Only the latest record (and the first) matter."""
@@ -35,7 +36,7 @@ class FlowBars(HistoryPanel):
     def draw(self, ctx: FrameContext, width: int, height: int) -> None:
         """Render the bars into the canvas."""
         record = ctx.history.latest
-        self.border_title = self.TITLE if record is None else f"{self.TITLE} · step {record.step}"
+        self.show_title(self.TITLE if record is None else f"{self.TITLE} · step {record.step}")
         bars = bar_values(record, ctx.layers, ctx.clipping)
         ghosts = {}
         if ctx.first is not None and record is not None and record.step > ctx.first.step:
@@ -47,7 +48,9 @@ class FlowBars(HistoryPanel):
         if ghosts:
             parts.append(f"{_GHOST} step {ctx.first.step}")
         parts.append("log, input→output")
-        self.border_subtitle = " · ".join(part for part in parts if part)
+        subtitle = " · ".join(part for part in parts if part)
+        if subtitle != self._subtitle:  # setting it parses markup and repaints, every frame
+            self._subtitle = self.border_subtitle = subtitle
         extra = self.range_values(ctx)
         self.surface.show(render_bars(bars, ctx.layers, ctx.colors, width, height, ghosts, extra))
 

@@ -16,6 +16,7 @@ from typing import Any
 from rich.segment import Segment
 from rich.style import Style
 from textual.app import ComposeResult
+from textual.geometry import Region
 from textual.strip import Strip
 from textual.widget import Widget
 
@@ -91,11 +92,16 @@ class Canvas(Widget):
         super().__init__(**kwargs)
         self.cells = Cells()
         self._strips: list[Strip] = []
+        self._base: Style | None = None  # the widget's style the strips were built on
 
     def show(self, cells: Cells) -> None:
-        """Replace what is shown (repaints, never relayouts)."""
-        self.cells = cells
+        """Replace what is shown (repaints, never relayouts; not at all when unchanged)."""
         base = self.rich_style
+        # Most frames of a fast run change a few panels only: skip the repaint of the rest.
+        if self._strips and cells.rows == self.cells.rows and base == self._base:
+            return
+        self.cells = cells
+        self._base = base
         self._strips = [
             Strip(
                 [Segment(text, base + Style.parse(style) if style else base) for text, style in row]
@@ -133,7 +139,29 @@ class HistoryPanel(Widget):
         super().__init__(**kwargs)
         self._drawn_key: Any = None
         self.drawn_at = 0.0  # time.monotonic() of the last drawing
+        self._title_row_only = False  # while show_title sets the title
         self.border_title = self.TITLE
+
+    def show_title(self, title: str) -> None:
+        """Set the border title, repainting the top border row only.
+
+        For titles that change every frame (the flow bars' step): setting
+        `border_title` repaints the whole panel, border rows and all.
+        """
+        if title == self.border_title:
+            return
+        self._title_row_only = True
+        try:
+            self.border_title = title
+        finally:
+            self._title_row_only = False
+
+    def refresh(self, *regions: Region, **kwargs: Any) -> HistoryPanel:
+        """Widget.refresh, limited to the title row while show_title sets it."""
+        if self._title_row_only and not regions and not kwargs:
+            left, top = self.content_offset  # regions are relative to the content
+            regions = (Region(-left, -top, self.outer_size.width, 1),)
+        return super().refresh(*regions, **kwargs)
 
     def compose(self) -> ComposeResult:
         """One canvas by default; plotext panels compose a PlotextPlot instead."""
