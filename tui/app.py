@@ -120,6 +120,8 @@ class GradTUI(LabActions, App):
         """Start the frame timer and the torch warm-up; paint the first frame."""
         self._status_bar = self.query_one(StatusBar)
         self._control_bar = self.query_one(ControlBar)
+        self._main = self.query_one("#main", Vertical)
+        self.gradient_grid = self.query_one("#gradients", Grid)
         self._apply_size(self.size.width, self.size.height)
         self._timer = self.set_interval(1 / self.fps, self.refresh_frame)
         self._warm = threading.Thread(target=warm_torch, name="gradtui-warm", daemon=True)
@@ -175,8 +177,10 @@ class GradTUI(LabActions, App):
         )
         next_title = VIEW_TITLES.get(self.next_view(), self.next_view().title())
         self._control_bar.show(ctx.status.state == RUNNING, self.speed, next_title)
-        # Queried each frame (well under a millisecond), so panels mounted later count too.
-        settled = draw_frame(visible_panels(self.query(HistoryPanel)), ctx, force)
+        # Walked each frame, so panels mounted later count too: a walk of the main column
+        # only, not a query of the screen (a selector match per node of the whole form).
+        panels = visible_panels(self._main.walk_children(HistoryPanel))
+        settled = draw_frame(panels, ctx, force)
         self._settled = (ctx.history, ctx.version) if settled else None
         self.frame_ms = (time.perf_counter() - started) * 1000
 

@@ -53,8 +53,10 @@ class LabActions:
     # -- every frame -------------------------------------------------------------
     def lab_frame(self, ctx) -> None:
         """Per frame: the rnn heat map in place of the mean plot; old runs' spools closed."""
-        # A query, not query_one: a last tick may come while the app tears the screen down.
-        self.query("#gradients").set_class(ctx.config.model == "rnn", "-rnn")
+        # Found once at mount, not queried per frame (a query walks the whole form).
+        grid = getattr(self, "gradient_grid", None)
+        if grid is not None:
+            grid.set_class(ctx.config.model == "rnn", "-rnn")
         for session, spool in list(self.spools.items()):
             if session is not self.session:
                 spool.close()
