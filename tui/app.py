@@ -25,7 +25,7 @@ from textual.widgets import ContentSwitcher, Static
 from engine.config import RunConfig
 from engine.presets import PRESETS
 from engine.session import ERROR, FINISHED, RUNNING, STOPPED, TrainingSession
-from tui.frames import draw_frame, visible_panels
+from tui.frames import PlotPacer, draw_frame, visible_panels
 from tui.lab_actions import LabActions
 from tui.layers import expected_layers
 from tui.messages import FormChanged, PresetChosen
@@ -90,6 +90,7 @@ class GradTUI(LabActions, App):
         self._timer: Timer | None = None
         self._warm: threading.Thread | None = None
         self._settled: tuple | None = None  # (history, version) once every panel drew it
+        self._pacer = PlotPacer()  # spaces plot redraws while a run trains unthrottled
 
     # -- layout ----------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -180,7 +181,10 @@ class GradTUI(LabActions, App):
         # Walked each frame, so panels mounted later count too: a walk of the main column
         # only, not a query of the screen (a selector match per node of the whole form).
         panels = visible_panels(self._main.walk_children(HistoryPanel))
-        settled = draw_frame(panels, ctx, force)
+        # An unthrottled run wants the whole core (it shares the interpreter's lock with
+        # this thread); a throttled, paused or stepped one leaves room to draw at once.
+        paced = ctx.status.state == RUNNING and not self.session.max_steps_per_second
+        settled = draw_frame(panels, ctx, force, self._pacer if paced else None)
         self._settled = (ctx.history, ctx.version) if settled else None
         self.frame_ms = (time.perf_counter() - started) * 1000
 

@@ -27,7 +27,7 @@ from textual.widgets import Static
 from engine.compare import SessionPair, describe_diff, with_same_seeds
 from engine.config import RunConfig
 from engine.session import FINISHED, RUNNING, STOPPED, TrainingSession
-from tui.frames import draw_frame, visible_panels
+from tui.frames import PlotPacer, draw_frame, visible_panels
 from tui.layers import expected_layers
 from tui.plotting import format_number
 from tui.runs import FirstRecord, shifted_speed, warm_torch
@@ -95,6 +95,7 @@ class CompareScreen(Screen):
         self.contexts: list[FrameContext] = []
         self.show_rate = True
         self._timer: Timer | None = None
+        self._pacer = PlotPacer()  # both sides' plots share one budget (tui.frames)
         self.pair = self._new_pair()
 
     @property
@@ -186,12 +187,14 @@ class CompareScreen(Screen):
             return
         self.contexts = [self.context(0), self.context(1)]
         panels = visible_panels(self.query(HistoryPanel))
+        running = any(ctx.status.state == RUNNING for ctx in self.contexts)
+        pacer = self._pacer if running and not self.speed else None
         for side, ctx in enumerate(self.contexts):
             history = ctx.history
             label = self.sides[side][0]
             status = self.query_one(f"#status-{side}", SideStatus)
             status.show(ctx.status, ctx.config, label, history.latest, history.latest_captured)
-            draw_frame([p for p in panels if getattr(p, "side", 0) == side], ctx)
+            draw_frame([p for p in panels if getattr(p, "side", 0) == side], ctx, pacer=pacer)
 
     # -- controls ----------------------------------------------------------------
     def _usable(self) -> bool:

@@ -9,11 +9,14 @@ dropped. The legend lives in the panel's bottom border.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
 from textual.app import ComposeResult
 from textual.color import Color
+from textual.geometry import Region
+from textual.strip import Strip
 from textual_plotext import PlotextPlot
 
 from tui.plotting import (
@@ -62,10 +65,38 @@ def y_extent(lines: list[Line]) -> tuple[float, float] | None:
     return float(values.min()), float(values.max())
 
 
+class PlotSurface(PlotextPlot):
+    """A PlotextPlot that keeps the CPU time of its renders, for the app's PlotPacer.
+
+    The plot is built when the compositor asks for its lines, after the frame
+    that set it up: that time (plotext, the ANSI text, the strips) is most of
+    a redraw's cost. Lines served from Textual's cache are not counted.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.render_time = 0.0  # CPU seconds of renders not yet taken by the panel
+        self._built = False
+
+    def render(self):
+        """Build the plot (plotext), noting that this paint was a real one."""
+        self._built = True
+        return super().render()
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        """Textual's lines; timed when they required building the plot."""
+        self._built = False
+        started = time.thread_time()
+        lines = super().render_lines(crop)
+        if self._built:
+            self.render_time += time.thread_time() - started
+        return lines
+
+
 class LinePlotPanel(HistoryPanel):
     """A plotext plot of some series over steps; subclasses provide `lines` and `y_axis`."""
 
-    HEAVY = True  # plotext costs ~10 ms a plot: the app redraws one per frame
+    HEAVY = True  # plotext costs ~10 ms a plot: the app redraws one per frame, or fewer
     X_LABEL = "step"
     Y_LABEL = ""
     DEFAULT_CSS = """
@@ -74,7 +105,15 @@ class LinePlotPanel(HistoryPanel):
 
     def compose(self) -> ComposeResult:
         """The plotext surface."""
-        yield PlotextPlot()
+        yield PlotSurface()
+
+    def take_render_time(self) -> float:
+        """CPU seconds of the plot's renders since the last call."""
+        surface = self.surface if self.children else None
+        if not isinstance(surface, PlotSurface):
+            return 0.0
+        spent, surface.render_time = surface.render_time, 0.0
+        return spent
 
     def points(self, width: int) -> int:
         """How many points a series is decimated to: one per data column."""

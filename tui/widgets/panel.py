@@ -205,3 +205,7 @@ class HistoryPanel(Widget):
     def draw(self, ctx: FrameContext, width: int, height: int) -> None:
         """Render the context into the surface (width × height cells)."""
         raise NotImplementedError
+
+    def take_render_time(self) -> float:
+        """CPU seconds the surface spent rendering since the last call (plots measure it)."""
+        return 0.0
