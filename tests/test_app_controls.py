@@ -151,7 +151,7 @@ def test_an_exception_in_the_training_thread_is_shown_and_reset_recovers(monkeyp
     import engine.trainer
 
     class Broken:
-        def __init__(self, config):
+        def __init__(self, config, **options):
             raise RuntimeError("the model could not be built")
 
     async def scenario():

@@ -94,7 +94,7 @@ class GradTUI(LabActions, App):
 
     # -- layout ----------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        """Side panel, then status, controls and the switchable views."""
+        """Side panel, then status, controls and the switchable views; the footer."""
         yield Sidebar(self.session.config, self.form_preset, id="sidebar")
         with Vertical(id="main"):
             yield StatusBar(id="status")
@@ -223,7 +223,7 @@ class GradTUI(LabActions, App):
         config = form.validate()
         if config is None:
             reasons = "; ".join(f"{k}: {v}" for k, v in form.errors.items())
-            self.notify(f"not reset, the form is invalid: {reasons}", severity="error")
+            self.notify(f"reset refused, the form is invalid: {reasons}", severity="error")
             self.bell()
             return
         self.use_session(self._new_session(config), run_label(config, self.form_preset))

@@ -93,7 +93,7 @@ class PairedFlowBars(Paired, FlowBars):
         other = self.partner()
         if other is None:
             return []
-        latest = other.history.latest
+        latest = other.history.latest_measured
         values = [
             v for pair in bar_values(latest, other.layers, other.clipping).values() for v in pair
         ]

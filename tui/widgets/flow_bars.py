@@ -30,12 +30,13 @@ class FlowBars(HistoryPanel):
     _subtitle: str | None = None  # the last subtitle set
 
     def data_key(self, ctx: FrameContext):
-        """Only the latest record (and the first) matter."""
-        return (ctx.history.latest, ctx.first, ctx.layers, ctx.config.clip)
+        """Only the latest record with per-layer norms (and the first) matter."""
+        return (ctx.history.latest_measured, ctx.first, ctx.layers, ctx.config.clip)
 
     def draw(self, ctx: FrameContext, width: int, height: int) -> None:
         """Render the bars into the canvas."""
-        record = ctx.history.latest
+        # Most steps of a fast run carry the total norms alone (engine.policy).
+        record = ctx.history.latest_measured
         self.show_title(self.TITLE if record is None else f"{self.TITLE} · step {record.step}")
         bars = bar_values(record, ctx.layers, ctx.clipping)
         ghosts = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import VerticalScroll
+from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Label, Static
 
 from engine.config import RunConfig
@@ -14,15 +14,17 @@ from tui.widgets.config_form import ConfigForm
 from tui.widgets.preset_list import PresetList
 
 
-class Sidebar(VerticalScroll):
+class Sidebar(Vertical):
     """Presets on top, the form below, one scroll; the app shows or hides the panel.
 
     One scroll rather than fixed sections, so the form stays reachable at 24
-    rows: focusing a field scrolls it into view.
+    rows: focusing a field scrolls it into view. The form's notice line sits
+    under the scroll, in view however far it is scrolled.
     """
 
     DEFAULT_CSS = """
-    Sidebar { width: 36; height: 1fr; border-right: tall $panel-lighten-1; scrollbar-size-vertical: 1; }
+    Sidebar { width: 36; height: 1fr; border-right: tall $panel-lighten-1; }
+    Sidebar > VerticalScroll { height: 1fr; scrollbar-size-vertical: 1; }
     Sidebar .heading { text-style: bold; color: $accent; }
     Sidebar #explanation { height: auto; color: $text-muted; margin: 0 0 0 0; }
     Sidebar #form-notice { height: auto; display: none; }
@@ -38,12 +40,13 @@ class Sidebar(VerticalScroll):
 
     def compose(self) -> ComposeResult:
         """Headings, the list, the explanation, the form and its notice line."""
-        yield Label("Presets (enter loads into the form)", classes="heading")
-        yield PresetList(self._preset, id="presets")
-        yield Static(id="explanation")
-        yield Label("Config (r resets with it)", classes="heading")
+        with VerticalScroll(id="sidebar-scroll"):
+            yield Label("Presets (enter loads into the form)", classes="heading")
+            yield PresetList(self._preset, id="presets")
+            yield Static(id="explanation")
+            yield Label("Config (r resets with it)", classes="heading")
+            yield ConfigForm(self._config, id="form")
         yield Static(id="form-notice")
-        yield ConfigForm(self._config, id="form")
 
     def on_mount(self) -> None:
         """Explain the starting preset."""
@@ -70,7 +73,7 @@ class Sidebar(VerticalScroll):
             self.notice("")
 
     def notice(self, message: str, kind: str = "") -> None:
-        """A line above the form: why a reset is refused, or that one is pending."""
+        """A line at the panel's foot: why a reset is refused, or that one is pending."""
         notice = self.query_one("#form-notice", Static)
         notice.update(message)
         notice.set_class(bool(message), "-shown")

@@ -36,16 +36,24 @@ _STATE_ICONS = {
 }
 
 
-def capture_policy(config: RunConfig, period: int | None = None) -> str:
+def capture_policy(
+    config: RunConfig, period: int | None = None, stats_period: int | None = None
+) -> str:
     """The sampling policy in words, e.g. 'stats every step, activations every 10'.
 
-    `period` is the activation period in force; when the engine stretched it
-    to keep activation steps within 1% of the time, the text says so.
+    `period` and `stats_period` are the activation and statistics periods in
+    force; when the engine's budget (engine.policy) spaced them out, the text
+    says so.
     """
-    stats = "every step" if config.capture_every == 1 else f"every {config.capture_every}"
-    acts = "every step" if config.activation_every == 1 else f"every {config.activation_every}"
-    if period is not None and period != config.activation_every:
-        acts = f"every {period} (≤1% of time)"
+    budget = config.sampling == "budget"
+
+    def every(configured: int, now: int | None, share: str) -> str:
+        if now is not None and now != configured and budget:
+            return f"every ~{now} (≤{share} of time)"
+        return "every step" if configured == 1 else f"every {configured}"
+
+    stats = every(config.capture_every, stats_period, "1%")
+    acts = every(config.activation_every, period, "0.75%")
     return f"stats {stats}, activations {acts}"
 
 
@@ -112,9 +120,10 @@ class StatusBar(Static):
         limit = "" if not speed else f" (limit {format_number(speed)})"
         text.append(f"{rate} steps/s{limit} │ ")
         text.append(clip_summary(config, latest, captured))
-        # The stretched period comes from measured step times: hidden with the rate.
+        # The spaced-out periods come from measured step times: hidden with the rate.
         period = status.activation_period if show_rate else None
-        text.append(f" │ {capture_policy(config, period)}", style="dim")
+        stats_period = status.stats_period if show_rate else None
+        text.append(f" │ {capture_policy(config, period, stats_period)}", style="dim")
         if status.device:
             text.append(f" │ {status.device}", style="dim")
         self.alarm = _alarm(status, config)
