@@ -7,7 +7,7 @@ nothing of gradtui. Wall time from launch to exit, start-up included, as a
 user would time them; the figure is the median of the pairwise ratios.
 
 - sigmoid-normal: the default preset, the block model on the ball, full batch;
-- standardized at 150 epochs (4,800 steps of batch 32): the small regression
+- standardized at 100 epochs (3,200 steps of batch 32): the small regression
   model, against two bare loops: plain tensor slicing (the strictest) and the
   source's `DataLoader(shuffle=True)`.
 
@@ -107,9 +107,9 @@ print(last)
 # (label, preset, epochs, bare script, its constants)
 CASES = (
     ("sigmoid-normal (2000 steps)", "sigmoid-normal", 2000, _BALL, {}),
-    ("standardized (4800 steps) vs plain tensors", "standardized", 150, _REGRESSION,
+    ("standardized (3200 steps) vs plain tensors", "standardized", 100, _REGRESSION,
      {"LOADER": False}),
-    ("standardized (4800 steps) vs DataLoader", "standardized", 150, _REGRESSION,
+    ("standardized (3200 steps) vs DataLoader", "standardized", 100, _REGRESSION,
      {"LOADER": True}),
 )  # fmt: skip
 
@@ -132,7 +132,7 @@ def _bare_script(directory: Path, name: str, text: str, epochs: int, constants: 
 
 def run(quick: bool = False, emit=None) -> list[Result]:
     """Each case: rounds of (gradtui run, bare) in alternating order; ratios of wall times."""
-    rounds = 2 if quick else 3
+    rounds = 1 if quick else 2
     results = []
     with tempfile.TemporaryDirectory(prefix="gradtui-e2e-") as tmp:
         for k, (label, preset, epochs, text, constants) in enumerate(CASES):

@@ -91,6 +91,7 @@ class GradTUI(LabActions, App):
         self._sidebar_choice: bool | None = None  # None: by terminal width
         self._timer: Timer | None = None
         self._warm: threading.Thread | None = None
+        self._switch_interval: float | None = None  # the interpreter's, once changed
         self._settled: tuple | None = None  # (history, version) once every panel drew it
         self._pacer = PlotPacer()  # spaces plot redraws while a run trains unthrottled
 
@@ -127,11 +128,6 @@ class GradTUI(LabActions, App):
         self.gradient_grid = self.query_one("#gradients", Grid)
         self._apply_size(self.size.width, self.size.height)
         self._timer = self.set_interval(1 / self.fps, self.refresh_frame)
-        # The UI holds the GIL for up to a switch interval at a time while the
-        # training thread waits on it between torch ops; a shorter one hands it
-        # back sooner (measured: +5-13% steps/s under the dashboard).
-        self._switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(SWITCH_INTERVAL)
         self._warm = threading.Thread(target=warm_torch, name="gradtui-warm", daemon=True)
         self._warm.start()
         self.query_one("#presets").focus()
@@ -171,6 +167,15 @@ class GradTUI(LabActions, App):
         if not self.screen_stack:
             return  # a tick that outlived the screen, while the app closes
         started = time.perf_counter()
+        warm = self._warm
+        if self._switch_interval is None and warm is not None and not warm.is_alive():
+            # The UI holds the GIL for up to a switch interval at a time while the
+            # training thread waits on it between torch ops; a shorter one hands
+            # it back sooner (measured: +5-13% steps/s under the dashboard). Not
+            # before torch is imported: the first frame would share the GIL with
+            # the import in 0.5 ms slices.
+            self._switch_interval = sys.getswitchinterval()
+            sys.setswitchinterval(SWITCH_INTERVAL)
         ctx = self.frame_context()
         self.lab_frame(ctx)
         history = ctx.history
@@ -304,7 +309,7 @@ class GradTUI(LabActions, App):
         if self._timer is not None:
             self._timer.stop()
         self.stop_sessions(timeout=1.0)
-        if getattr(self, "_switch_interval", None) is not None:
+        if self._switch_interval is not None:
             sys.setswitchinterval(self._switch_interval)
 
     def action_slower(self) -> None:
