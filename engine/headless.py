@@ -1,9 +1,9 @@
 """`gradtui run`: train a configuration without a screen, export, summarize.
 
 Progress goes to stderr; the summary (final loss, first non-finite step and
-layer, the diagnosis) ends the run. Ctrl+C abandons the step in flight,
-commits the export of the steps done, and exits 130; a failure leaves the
-output file as it was.
+layer, the diagnosis) ends the run. Ctrl+C (or SIGTERM) abandons the step in
+flight, commits the export of the steps done, and exits 130 (143); a failure
+leaves the output file as it was.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ class RunSummary:
     timesteps: str | None = None  # an RNN's |dL/dh_1| / |dL/dh_T|, the heat map's gist
     exported: int = 0  # records committed to the --out file (0: nothing written)
     capture: str | None = None  # how many steps carried statistics and activations
+    signal: int = 0  # the signal that interrupted it: SIGINT (Ctrl+C) or SIGTERM
 
     def lines(self) -> list[str]:
         """The summary as printed."""
@@ -93,8 +94,9 @@ def run_headless(
         try:
             writer = RecordWriter(out) if out else None
             _train(config, writer, run, stderr, progress_every)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as interrupt:
             run.interrupted = True
+            run.signal = getattr(interrupt, "signum", signal.SIGINT)
         except BaseException as exc:
             failure = exc
         hold_interrupts()
@@ -125,6 +127,7 @@ def run_headless(
         timesteps=_timestep_line(run.history),
         exported=writer.count if writer is not None and writer.count else 0,
         capture=_capture_line(run, config),
+        signal=run.signal,
     )
 
 
@@ -149,6 +152,7 @@ class _Progress:
         self.last: StepRecord | None = None
         self.interrupted = False
         self.stats_steps = self.activation_steps = 0
+        self.signal = 0  # the signal that interrupted the run, if one did
 
 
 def _train(config: RunConfig, writer, run: _Progress, stderr: TextIO, every: float) -> None:
@@ -181,28 +185,42 @@ def _train(config: RunConfig, writer, run: _Progress, stderr: TextIO, every: flo
 
 @contextlib.contextmanager
 def _interrupt_once():
-    """Ctrl+C interrupts the run once; later presses are ignored until the export is in.
+    """Ctrl+C (or SIGTERM) interrupts the run once; later ones wait for the export.
 
-    Yields a function that ignores Ctrl+C from then on (for the cleanup). Left
-    alone off the main thread, or where SIGINT was not Python's default (a
-    shell's background job ignores it on purpose).
+    Yields a function that ignores both signals from then on (for the
+    cleanup). A signal whose handler is not Python's default is left alone
+    (a shell's background job ignores SIGINT on purpose), and so is
+    everything off the main thread.
     """
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-    ):
+    if threading.current_thread() is not threading.main_thread():
         yield lambda: None
         return
+    defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+    ours = [s for s, default in defaults.items() if signal.getsignal(s) is default]
 
-    def on_sigint(signum, frame):
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second press must not lose the export
-        raise KeyboardInterrupt
+    def ignore() -> None:
+        for number in ours:
+            signal.signal(number, signal.SIG_IGN)
 
-    signal.signal(signal.SIGINT, on_sigint)
+    def on_signal(signum, frame):
+        ignore()  # a second press must not lose the export
+        raise Interrupted(signum)
+
+    for number in ours:
+        signal.signal(number, on_signal)
     try:
-        yield lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)
+        yield ignore
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for number in ours:
+            signal.signal(number, defaults[number])
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run was stopped by a signal (SIGINT: Ctrl+C, or SIGTERM)."""
+
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 def _history_for_diagnosis():

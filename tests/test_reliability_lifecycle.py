@@ -223,6 +223,26 @@ def test_ctrl_c_writes_the_steps_done_and_exits_130(presses, tmp_path):
     assert not temp_files(tmp_path)
 
 
+@pytest.mark.timeout(180)
+def test_sigterm_writes_the_steps_done_and_exits_143(tmp_path):
+    out = tmp_path / "run.jsonl"
+    process = _start_run(out)
+    try:
+        wait_for_records(process, tmp_path)
+        process.send_signal(signal.SIGTERM)
+        process.send_signal(signal.SIGTERM)  # a second one waits for the export too
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert "Traceback" not in stderr
+    count = assert_complete_export(out)
+    assert count >= 1 and f"wrote {out} ({count} records)" in stdout
+    assert "interrupted: the run ended early" in stdout
+    assert not temp_files(tmp_path)
+
+
 @pytest.mark.timeout(120)
 def test_ctrl_c_while_torch_loads_keeps_the_old_file(tmp_path):
     out = tmp_path / "run.jsonl"

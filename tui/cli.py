@@ -167,7 +167,9 @@ def _run(args: argparse.Namespace) -> int:
             print(f"wrote {args.out} ({summary.exported} records)")
         else:
             print(f"nothing written to {args.out}: no step finished")
-    return EXIT_INTERRUPTED if summary.interrupted else EXIT_OK
+    if summary.interrupted:
+        return 128 + summary.signal if summary.signal else EXIT_INTERRUPTED
+    return EXIT_OK
 
 
 def _dashboard(args: argparse.Namespace) -> int:
