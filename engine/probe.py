@@ -230,7 +230,7 @@ class GradientProbe:
         that step is captured in full instead.
         """
         clip, flat = self.clip, self.flat
-        whole = flat is not None and flat.intact()
+        whole = flat is not None and flat.attached()
         raw_total = flat.norm() if whole and clip.raw_is_grad else _total(raw)
         q, found = ReadQueue(), {"present": ()}
         if eager and loss is not None:

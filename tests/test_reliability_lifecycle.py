@@ -201,20 +201,26 @@ def assert_complete_export(path: Path) -> int:
     return len(steps)
 
 
-@pytest.mark.timeout(180)
-@pytest.mark.parametrize("presses", [1, 2])
-def test_ctrl_c_writes_the_steps_done_and_exits_130(presses, tmp_path):
+def _signalled_run(tmp_path: Path, signum: int, times: int) -> tuple[int, str, str, Path]:
+    """A run sent `signum` `times` times once it has written records: (code, out, err, file)."""
     out = tmp_path / "run.jsonl"
     process = _start_run(out)
     try:
         wait_for_records(process, tmp_path)
-        for _ in range(presses):  # a second, impatient press must not lose the export
-            process.send_signal(signal.SIGINT)
+        for _ in range(times):  # a second, impatient one must not lose the export
+            process.send_signal(signum)
         stdout, stderr = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode == 130, stderr
+    return process.returncode, stdout, stderr, out
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("presses", [1, 2])
+def test_ctrl_c_writes_the_steps_done_and_exits_130(presses, tmp_path):
+    code, stdout, stderr, out = _signalled_run(tmp_path, signal.SIGINT, presses)
+    assert code == 130, stderr
     assert "Traceback" not in stderr
     count = assert_complete_export(out)
     assert count >= 1
@@ -225,17 +231,8 @@ def test_ctrl_c_writes_the_steps_done_and_exits_130(presses, tmp_path):
 
 @pytest.mark.timeout(180)
 def test_sigterm_writes_the_steps_done_and_exits_143(tmp_path):
-    out = tmp_path / "run.jsonl"
-    process = _start_run(out)
-    try:
-        wait_for_records(process, tmp_path)
-        process.send_signal(signal.SIGTERM)
-        process.send_signal(signal.SIGTERM)  # a second one waits for the export too
-        stdout, stderr = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 128 + signal.SIGTERM, stderr
+    code, stdout, stderr, out = _signalled_run(tmp_path, signal.SIGTERM, 2)
+    assert code == 128 + signal.SIGTERM, stderr
     assert "Traceback" not in stderr
     count = assert_complete_export(out)
     assert count >= 1 and f"wrote {out} ({count} records)" in stdout
