@@ -53,8 +53,8 @@ class SessionPair:
             return None if on_record is None else (lambda record: on_record(side, record))
 
         self.sessions = (
-            TrainingSession(left, History(), max_steps_per_second, forward(0)),
-            TrainingSession(right, History(), max_steps_per_second, forward(1)),
+            TrainingSession(left, History(), max_steps_per_second, forward(0), share_cores=True),
+            TrainingSession(right, History(), max_steps_per_second, forward(1), share_cores=True),
         )
 
     @property

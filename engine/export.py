@@ -61,6 +61,64 @@ def check_output_path(path: str) -> str:
     return extension
 
 
+def json_line(record: StepRecord) -> str:
+    """One record as its JSONL line (no newline): `record_to_json`, compactly dumped.
+
+    Written for every step of a run (the dashboard's spool, `gradtui run --out`),
+    so the common record, one whose layers were not measured on its step, is
+    formatted from a cached layers fragment: 1-2 us instead of ~15 us of
+    json.dumps over 14 nulls a layer. Any other record takes json.dumps; a test
+    checks both give the same text.
+    """
+    if record.timestep_grad_norms is None:
+        cached = _BLANK_FRAGMENTS.get(id(record.layers))
+        if cached is not None and cached[0] is record.layers:
+            scalars = [_scalar_text(getattr(record, key)) for key in SCALAR_KEYS]
+            if None not in scalars:
+                return _LINE_FORMAT % (*scalars, cached[1])
+    line = json.dumps(record_to_json(record), allow_nan=False, separators=(",", ":"))
+    if _is_blank(record):
+        _remember_fragment(record)
+    return line
+
+
+_LINE_FORMAT = "{" + ",".join(f'"{k}":%s' for k in SCALAR_KEYS) + ',"layers":%s}'
+_BLANK_FRAGMENTS: dict[int, tuple[dict, str]] = {}  # id(layers) -> (layers, its JSON)
+_NON_FINITE_TEXT = {math.inf: '"Infinity"', -math.inf: '"-Infinity"'}
+
+
+def _scalar_text(value) -> str | None:
+    """JSON text of a plain float, int or None; None for anything else (json.dumps decides)."""
+    kind = type(value)
+    if kind is float:
+        if value != value:
+            return '"NaN"'
+        return _NON_FINITE_TEXT.get(value) or float.__repr__(value)
+    if kind is int:
+        return int.__repr__(value)
+    if value is None:
+        return "null"
+    return None
+
+
+def _is_blank(record: StepRecord) -> bool:
+    return record.timestep_grad_norms is None and all(
+        value is None for stats in record.layers.values() for value in stats.as_dict().values()
+    )
+
+
+def _remember_fragment(record: StepRecord) -> None:
+    # Keyed by the dict's identity: engine.recording shares one blank dict per model
+    # and never modifies it. The dict is kept alive with its text, so an id is never reused.
+    if len(_BLANK_FRAGMENTS) > 64:
+        _BLANK_FRAGMENTS.clear()
+    layers = record_to_json(record)["layers"]
+    _BLANK_FRAGMENTS[id(record.layers)] = (
+        record.layers,
+        json.dumps(layers, allow_nan=False, separators=(",", ":")),
+    )
+
+
 class RecordWriter:
     """Streams records to `path` (.jsonl or .csv) through a temporary file."""
 
@@ -77,8 +135,7 @@ class RecordWriter:
     def write(self, record: StepRecord) -> None:
         """Append one record."""
         if self.format == ".jsonl":
-            line = json.dumps(record_to_json(record), allow_nan=False, separators=(",", ":"))
-            self._file.write(line + "\n")
+            self._file.write(json_line(record) + "\n")
         else:
             self._write_csv(record)
         self.count += 1

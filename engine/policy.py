@@ -59,13 +59,13 @@ class BudgetedPeriod:
         self.extras: deque[float] = deque(maxlen=_RECENT_EXTRAS)
         self.usual = 0.0  # the median of `extras`: what a capture usually costs
 
-    def due(self, step: int) -> bool:
-        """Whether this tier captures `step`."""
+    def due(self, step: int, exact: bool = False) -> bool:
+        """Whether this tier captures `step`; `exact`: on its period, whatever the credit."""
         if self._last is None:
             return True  # step 0 (or the first step trained) carries everything
         if step % self.every:
             return False
-        return self.credit >= self.usual
+        return exact or self.credit >= self.usual
 
     def earn(self, wall: float) -> None:
         """Credit a step that took `wall` seconds from its start to the next."""
@@ -109,9 +109,14 @@ class CapturePolicy:
         self._plain_wall: float | None = None  # their median, refreshed now and then
         self._previous: tuple | None = None  # (step, plan, start, measuring) of the last step
 
-    def plan(self, step: int) -> tuple[bool, bool]:
-        """(statistics, activations): what `step` captures."""
-        return self.stats.due(step), self.activations.due(step)
+    def plan(self, step: int, exact: bool = False) -> tuple[bool, bool]:
+        """(statistics, activations): what `step` captures.
+
+        `exact`: on the configured periods whatever the budget says; for a step
+        taken on its own (the dashboard's `n`), which has no pace to protect and
+        must show the same thing however fast the machine is.
+        """
+        return self.stats.due(step, exact), self.activations.due(step, exact)
 
     def done(self, step: int, plan: tuple[bool, bool], start: float, measuring: float) -> None:
         """Account for `step`, started at `start` (perf_counter seconds).

@@ -13,40 +13,22 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from engine.config import RunConfig
+from engine.gate import StepGate
 from engine.history import History
 from engine.records import NonFinite, StepRecord
-
-IDLE, PREPARING, RUNNING, PAUSED, FINISHED, STOPPED, ERROR = (
-    "idle",
-    "preparing",
-    "running",
-    "paused",
-    "finished",
-    "stopped",
-    "error",
+from engine.session_status import (  # noqa: F401 (the states are part of this module's API)
+    ERROR,
+    FINISHED,
+    IDLE,
+    PAUSED,
+    PREPARING,
+    RUNNING,
+    STOPPED,
+    SessionStatus,
+    StepRate,
 )
-
-
-@dataclass(frozen=True)
-class SessionStatus:
-    """A consistent snapshot of the session for a status line."""
-
-    state: str
-    step: int  # steps trained so far
-    epoch: int
-    total_steps: int | None  # known once the experiment is built
-    steps_per_second: float  # measured over the last second or so
-    first_nonfinite: NonFinite | None
-    error: str | None  # the exception that ended the thread, one line
-    layer_names: tuple[str, ...]
-    device: str | None
-    # The sampling periods in force (engine.policy may stretch capture_every and
-    # activation_every to keep captured steps within their share of the time).
-    activation_period: int | None = None
-    stats_period: int | None = None
 
 
 class TrainingSession:
@@ -58,12 +40,17 @@ class TrainingSession:
         history: History | None = None,
         max_steps_per_second: float | None = None,
         on_record: Callable[[StepRecord], None] | None = None,
+        share_cores: bool = False,
     ) -> None:
+        """`share_cores`: train on one core fewer than torch would (another session
+        trains beside this one); otherwise torch keeps its own thread count."""
         self.config = config
         self.history = history if history is not None else History()
         self.max_steps_per_second = max_steps_per_second  # None or 0: unlimited
         self.on_record = on_record  # called in the training thread (headless export)
+        self.share_cores = share_cores
         self._cond = threading.Condition()
+        self._gate = StepGate()
         self._thread: threading.Thread | None = None
         # Each thread serves one generation; reset starts the next, so a thread
         # that outlived stop()'s join (a long step) can never touch the new run.
@@ -86,7 +73,7 @@ class TrainingSession:
         self._activation_period: int | None = None
         self._stats_period: int | None = None
         self._device: str | None = None
-        self._rate_marks: list[tuple[float, int]] = []
+        self._rate = StepRate()
 
     # -- controls ------------------------------------------------------------
     def start(self) -> None:
@@ -114,6 +101,19 @@ class TrainingSession:
             self._cond.notify_all()
             if wait:
                 self._cond.wait_for(lambda: not self._busy, timeout)
+
+    def hold_between_steps(self, timeout: float) -> bool:
+        """Have the training thread wait after its current step, for a frame to draw.
+
+        True once it waits (call `release_hold` when done; it goes on by itself
+        after `engine.gate.HOLD_LIMIT`); False when no step ended within
+        `timeout`, and then nothing waits. See `engine.gate` for why.
+        """
+        return self._gate.hold(timeout)
+
+    def release_hold(self) -> None:
+        """Let the training thread go on after `hold_between_steps`."""
+        self._gate.release()
 
     def toggle(self) -> None:
         """Pause when running, start otherwise (the space key)."""
@@ -147,6 +147,7 @@ class TrainingSession:
                 self._state = STOPPED  # never started: start() must not start it now
             self._cond.notify_all()
             thread = self._thread
+        self._gate.release()
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
             return not thread.is_alive()
@@ -199,7 +200,7 @@ class TrainingSession:
             step=self._step,
             epoch=self._epoch,
             total_steps=self._total,
-            steps_per_second=self._rate(),
+            steps_per_second=self._rate.per_second() if self._running else 0.0,
             first_nonfinite=self._nonfinite,
             error=self._error,
             layer_names=self._layers,
@@ -226,7 +227,7 @@ class TrainingSession:
         try:
             from engine.trainer import Trainer  # torch loads here, off the caller's thread
 
-            trainer = Trainer(config, share_cores=True)
+            trainer = Trainer(config, share_cores=self.share_cores)
             with self._cond:
                 if self._generation != generation:
                     return  # reset while building
@@ -276,7 +277,7 @@ class TrainingSession:
                 self._state = RUNNING if self._running else PAUSED
                 self._busy = True
             try:
-                record = trainer.step()
+                record = trainer.step(exact=single)
                 with self._cond:
                     if self._generation != generation:
                         return  # reset during the step: the record belongs to no run
@@ -296,9 +297,7 @@ class TrainingSession:
             with self._cond:
                 if self._generation != generation:
                     return
-                self._rate_marks.append((time.monotonic(), self._step))
-                if len(self._rate_marks) > 400:
-                    del self._rate_marks[:200]
+                self._rate.mark(self._step)
                 if single:
                     self._pending_steps = max(0, self._pending_steps - 1)
                 if trainer.first_nonfinite is not None and self._nonfinite is None:
@@ -312,6 +311,7 @@ class TrainingSession:
                     self._cond.notify_all()
                     return
                 self._cond.notify_all()
+            self._gate.checkpoint()
             next_time = self._throttle(next_time, single, generation)
 
     def _apply_nonfinite_policy(self) -> None:
@@ -334,12 +334,3 @@ class TrainingSession:
                 max(0.0, next_time - time.monotonic()),
             )
         return next_time
-
-    def _rate(self) -> float:
-        now = time.monotonic()
-        marks = [m for m in self._rate_marks if now - m[0] <= 1.5]
-        self._rate_marks = marks[-200:]
-        if len(marks) < 2 or not self._running:
-            return 0.0
-        (t0, s0), (t1, s1) = marks[0], marks[-1]
-        return (s1 - s0) / (t1 - t0) if t1 > t0 else 0.0

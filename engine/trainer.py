@@ -34,29 +34,39 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def leave_a_core_free() -> None:
-    """Train on all cores but one, so the UI thread (or anything else) keeps one.
+_threads_before_sharing: int | None = None
 
-    torch defaults to one thread per core, and its threads spin: when any other
-    work shares the cores they fight. Measured on a busy 2-core machine, a step
-    of the block model took 206 ms with 2 threads and 23 ms with 1.
+
+def set_core_sharing(share: bool) -> None:
+    """Train on one core fewer while another session trains beside this one.
+
+    torch defaults to one thread per core, and its threads spin at the end of
+    each parallel op: two sessions training at once on all cores each fight
+    over every core. `share=False` puts back the count torch had, so a single
+    run (the dashboard's, `gradtui run`'s) trains as a plain script would.
+    torch's thread count is per process, hence this module-level memory.
     """
     import os
 
+    global _threads_before_sharing
     cores = os.cpu_count() or 1
-    if torch.get_num_threads() >= cores > 1:
+    if share and torch.get_num_threads() >= cores > 1:
+        _threads_before_sharing = torch.get_num_threads()
         torch.set_num_threads(cores - 1)
+    elif not share and _threads_before_sharing is not None:
+        torch.set_num_threads(_threads_before_sharing)
+        _threads_before_sharing = None
 
 
 class Trainer:
     """Builds the configured experiment and trains it step by step."""
 
     def __init__(self, config: RunConfig, share_cores: bool = False) -> None:
-        """`share_cores`: another busy thread (the dashboard) needs a core of its own."""
+        """`share_cores`: another session trains beside this one (see `set_core_sharing`)."""
         self.config = config
         self.device = resolve_device(config.device)
-        if share_cores and self.device.type == "cpu":
-            leave_a_core_free()
+        if self.device.type == "cpu":
+            set_core_sharing(share_cores)
         X, y = make_tensors(config)
         model, generator = build_model(config)
         self.model = model.to(self.device)
@@ -112,14 +122,17 @@ class Trainer:
             self._epoch_batches = self.batches.epoch()
             return next(self._epoch_batches)
 
-    def step(self) -> StepRecord:
-        """Train on one batch and return what the probe recorded."""
+    def step(self, exact: bool = False) -> StepRecord:
+        """Train on one batch and return what the probe recorded.
+
+        `exact`: capture on the configured periods, not the time budget's (a single step).
+        """
         start = time.perf_counter()
         x, y = self._next_batch()
         if not self.model.training:  # train() walks every module: not on every step
             self.model.train()
         probe, step = self.probe, self.step_index
-        stats, activations = self.policy.plan(step)
+        stats, activations = self.policy.plan(step, exact)
         probe.begin_step(step, activations=activations, capture=stats)
         loss = self.loss_fn(self.model(x), y)
         if self.flat is not None:

@@ -15,7 +15,7 @@ from engine.presets import PRESETS
 from tui import frames
 from tui.app import GradTUI
 from tui.frames import PlotPacer, draw_frame, visible_panels
-from tui.testing import wait_for_frame, wait_until
+from tui.testing import screen_text, wait_for_frame, wait_until
 from tui.widgets.line_plot import LinePlotPanel
 
 
@@ -114,3 +114,64 @@ def test_a_running_dashboard_draws_without_relayouts_and_its_plots_stay_live():
             assert app.drawn_version == app.session.history.version
 
     asyncio.run(scenario())
+
+
+def test_frames_of_an_unthrottled_run_take_turns_with_it_and_always_let_it_go():
+    """Each frame holds the run between steps until painted (engine.gate); none is left held."""
+
+    async def scenario():
+        app = GradTUI(PRESETS["standardized"].config.replace(epochs=1000), "standardized")
+        async with app.run_test(size=(120, 40)) as pilot:
+            assert app.speed is None  # unthrottled: the frames take turns
+            await pilot.press("space")
+            assert await wait_until(pilot, lambda: app.frame_hold_seconds > 0)
+            shown = app.session.status().step
+            # The run goes on between frames, and the status line follows it.
+            assert await wait_until(pilot, lambda: app.session.status().step > shown + 100)
+            assert await wait_until(pilot, lambda: f"trained {shown}" not in screen_text(app))
+            # A throttled run sleeps between steps: its frames do not hold it.
+            await pilot.press("minus")
+            held = app.frame_hold_seconds
+            await pilot.pause(0.5)
+            assert app.frame_hold_seconds == held
+            await pilot.press("space")
+            app.session.pause(wait=True)
+            assert app._held is None  # nothing is left waiting for a release
+
+    asyncio.run(scenario())
+
+
+def test_timer_frames_are_spaced_to_their_share_of_a_held_run(monkeypatch):
+    from tui import frame_loop
+
+    clock = _Clock()
+    monkeypatch.setattr(frame_loop.time, "perf_counter", clock)
+
+    class Loop(frame_loop.FrameLoop):
+        def __init__(self) -> None:
+            self.frames = 0
+
+        def refresh_frame(self, force: bool = False) -> None:
+            self.frames += 1
+
+    class Session:
+        released = 0
+
+        def release_hold(self) -> None:
+            self.released += 1
+
+    loop, session = Loop(), Session()
+    loop.frame_tick()
+    assert loop.frames == 1
+    loop._held, loop._held_since = session, clock.now  # a frame held the run ...
+    clock.now += 0.004  # ... for 4 ms, until painted
+    loop.release_training()
+    assert session.released == 1 and abs(loop.frame_hold_seconds - 0.004) < 1e-9
+    # At FRAME_SHARE of the time, the next timer frame comes 4 ms / share later.
+    gap = 0.004 / frame_loop.FRAME_SHARE - 0.004
+    clock.now += gap * 0.9
+    loop.frame_tick()
+    assert loop.frames == 1
+    clock.now += gap * 0.2
+    loop.frame_tick()
+    assert loop.frames == 2

@@ -92,3 +92,38 @@ def test_the_step_that_breaks_is_captured_even_when_not_due(sampling):
     assert broke.captured and not math.isfinite(broke.loss)
     assert broke.layers["fc1"].grad_mean is not None
     assert [r.captured for r in records[1:11]] == [False] * 10
+
+
+def test_a_single_step_keeps_the_exact_periods_when_the_budget_is_spent():
+    # A fast run over budget: many due steps are skipped...
+    policy = CapturePolicy(1, 10)
+    plans, _, clock = simulate(policy, 20_000, 1e-3, 1e-4, 1e-3)
+    assert not all(s for s, _ in plans[-100:])
+    # ... but a step taken on its own (the dashboard's n) follows the configured periods.
+    step = 20_000
+    assert policy.plan(step, exact=True) == (True, True)
+    assert policy.plan(step + 1, exact=True) == (True, False)
+
+
+def test_the_sessions_single_steps_capture_on_the_configured_periods(monkeypatch):
+    import engine.trainer
+    from engine.session import TrainingSession
+
+    class SpentBudget(CapturePolicy):
+        """A policy whose budgets are spent: only exact plans capture after step 0."""
+
+        def plan(self, step: int, exact: bool = False) -> tuple[bool, bool]:
+            return super().plan(step, exact) if exact or step == 0 else (False, False)
+
+    monkeypatch.setattr(engine.trainer, "CapturePolicy", SpentBudget)
+    config = RunConfig(n_samples=64, batch_size=64, epochs=50, activation_every=3)
+    records = []
+    session = TrainingSession(config, on_record=records.append)
+    try:
+        for _ in range(8):
+            session.step(wait=True, timeout=120)
+    finally:
+        session.stop()
+    assert [r.step for r in records] == list(range(8))
+    assert all(r.captured for r in records)
+    assert [r.step for r in records if r.activations_captured] == [0, 3, 6]

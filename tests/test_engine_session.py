@@ -255,7 +255,7 @@ def test_nonfinite_continue(make_session, exploding_truth):
 def test_exception_in_training_gives_error_and_reset_recovers(make_session, monkeypatch):
     from engine.trainer import Trainer
 
-    def broken_step(self):
+    def broken_step(self, exact=False):
         raise RuntimeError("boom in step")
 
     monkeypatch.setattr(Trainer, "step", broken_step)
@@ -302,3 +302,64 @@ def test_session_thread_is_a_daemon(make_session):
     session.step(wait=True, timeout=WAIT)
     thread = session._thread
     assert isinstance(thread, threading.Thread) and thread.daemon
+
+
+def test_a_hold_parks_the_run_between_steps_until_released(make_session):
+    session = make_session(LONG)
+    session.start()
+    wait_steps(session, 3)
+    assert session.hold_between_steps(timeout=WAIT)
+    try:
+        # Parked after a whole step: the counter and the history agree and stay put
+        # (within the hold's own limit, which is longer than this check).
+        held = session.status().step
+        assert session.history.count == held
+        time.sleep(0.05)
+        assert session.status().step == held
+    finally:
+        session.release_hold()
+    wait_steps(session, held + 3)
+    assert session.status().state == RUNNING
+
+
+def test_a_hold_never_released_ends_by_itself(monkeypatch):
+    import engine.gate
+    from engine.gate import StepGate
+
+    gate = StepGate()
+    monkeypatch.setattr(engine.gate, "HOLD_LIMIT", 0.05)
+    trainer = threading.Thread(target=gate.checkpoint)
+    asked = []
+    asker = threading.Thread(target=lambda: asked.append(gate.hold(timeout=WAIT)))
+    asker.start()
+    while not gate._wanted:  # the request is up
+        time.sleep(0.001)
+    trainer.start()
+    trainer.join(WAIT)
+    asker.join(WAIT)
+    assert asked == [True] and not trainer.is_alive()  # parked, then went on unreleased
+    # The request was served: the next checkpoint does not wait (with a limit long
+    # enough that waiting would show).
+    monkeypatch.setattr(engine.gate, "HOLD_LIMIT", WAIT)
+    started = time.monotonic()
+    gate.checkpoint()
+    assert time.monotonic() - started < WAIT / 2
+
+
+def test_a_hold_on_a_paused_run_gives_up_at_its_timeout(make_session):
+    session = make_session(LONG)
+    session.step(wait=True, timeout=WAIT)
+    assert session.hold_between_steps(timeout=0.05) is False
+    session.step(wait=True, timeout=WAIT)  # nothing was left waiting
+    assert session.status().step == 2
+
+
+def test_stop_ends_a_held_run_at_once(make_session):
+    session = make_session(LONG)
+    session.start()
+    wait_steps(session, 3)
+    assert session.hold_between_steps(timeout=WAIT)
+    started = time.monotonic()
+    assert session.stop(timeout=WAIT)
+    assert session.status().state == STOPPED
+    assert time.monotonic() - started < WAIT

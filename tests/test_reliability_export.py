@@ -142,3 +142,53 @@ def test_nonfinite_numbers_are_written_as_the_contract_says(tmp_path):
     assert [r["loss"] for r in table] == ["nan", "-inf", "0.5"]
     assert [r["grad_norm"] for r in table] == ["inf", "nan", "1.0"]
     assert table[0]["h1.grad_std"] == ""  # not captured: empty, never a made-up number
+
+
+@pytest.mark.parametrize(
+    "loss, grad, clipped",
+    [
+        (0.25, 1.5, 0.0),
+        (math.nan, math.inf, None),
+        (-math.inf, 0.0, 1.0),
+        (1e300, 5e-324, 0.5),
+        (7, 3, 0),  # ints, as a hand-built record may carry
+    ],
+)
+def test_the_fast_json_line_of_an_unmeasured_step_equals_json_dumps(loss, grad, clipped):
+    from engine.export import json_line, record_to_json
+    from engine.recording import blank_layers
+
+    layers = blank_layers(["h1", "h2", "o"])
+    for step in (0, 1, 2):  # the first call caches the fragment, the next ones use it
+        rec = StepRecord(
+            step=step,
+            epoch=1,
+            loss=loss,
+            grad_norm=grad,
+            grad_norm_clipped=grad,
+            clipped_frac=clipped,
+            layers=layers,
+        )
+        expected = json.dumps(record_to_json(rec), allow_nan=False, separators=(",", ":"))
+        assert json_line(rec) == expected
+
+
+def test_json_line_of_measured_and_numpy_valued_records_equals_json_dumps():
+    import numpy as np
+
+    from engine.export import json_line, record_to_json
+    from engine.recording import blank_layers
+
+    measured = record(3, math.nan, grad=math.inf)
+    odd = StepRecord(
+        step=4,
+        epoch=0,
+        loss=np.float64(0.5),  # not a plain float: the general path decides
+        grad_norm=1.0,
+        grad_norm_clipped=1.0,
+        clipped_frac=None,
+        layers=blank_layers(["h1"]),
+    )
+    for rec in (measured, odd, odd):
+        expected = json.dumps(record_to_json(rec), allow_nan=False, separators=(",", ":"))
+        assert json_line(rec) == expected

@@ -39,10 +39,10 @@ def fail_on_step(monkeypatch, at: int, error: Exception) -> None:
 
     original = Trainer.step
 
-    def step(self):
+    def step(self, exact=False):
         if self.step_index == at:
             raise error
-        return original(self)
+        return original(self, exact)
 
     monkeypatch.setattr(Trainer, "step", step)
 
@@ -132,10 +132,10 @@ RUN_FAILING = textwrap.dedent(
 
     original = Trainer.step
 
-    def step(self):
+    def step(self, exact=False):
         if self.step_index == int(sys.argv[1]):
             raise RuntimeError({message!r})
-        return original(self)
+        return original(self, exact)
 
     Trainer.step = step
     from tui.cli import main

@@ -135,11 +135,11 @@ def test_reset_during_a_step_that_outlives_the_join(monkeypatch):
     release, entered = threading.Event(), threading.Event()
     original = Trainer.step
 
-    def slow_step(self):
+    def slow_step(self, exact=False):
         if self.step_index == 2 and not release.is_set():
             entered.set()
             release.wait(WAIT)
-        return original(self)
+        return original(self, exact)
 
     monkeypatch.setattr(Trainer, "step", slow_step)
     session = TrainingSession(FAST)

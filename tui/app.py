@@ -25,10 +25,10 @@ from textual.widgets import ContentSwitcher, Static
 
 from engine.config import RunConfig
 from engine.presets import PRESETS
-from engine.session import ERROR, FINISHED, RUNNING, STOPPED, TrainingSession
-from tui.frames import PlotPacer, draw_frame, visible_panels
+from engine.session import ERROR, FINISHED, STOPPED, TrainingSession
+from tui.frame_loop import FrameLoop
+from tui.frames import PlotPacer
 from tui.lab_actions import LabActions
-from tui.layers import expected_layers
 from tui.messages import FormChanged, PresetChosen
 from tui.record_spool import RecordHooks, RecordSpool
 from tui.runs import FirstRecord, run_label, shifted_speed, warm_torch
@@ -42,18 +42,15 @@ from tui.widgets.histogram_panel import HistogramPanel
 from tui.widgets.key_footer import KeyFooter
 from tui.widgets.lab_view import LabView
 from tui.widgets.loss_plot import LossPlot
-from tui.widgets.panel import FrameContext, HistoryPanel
 from tui.widgets.sidebar import Sidebar
 from tui.widgets.status_bar import StatusBar
 from tui.widgets.timestep_heatmap import TimestepHeatmap
 
 SIDEBAR_MIN_WIDTH = 100  # below this the side panel starts hidden (c shows it)
 MIN_SIZE = (40, 12)  # below this only a "terminal too small" message is shown
-SWITCH_INTERVAL = 0.0005  # seconds: the interpreter's GIL switch interval while the app runs
-VIEW_TITLES = {"gradients": "Gradients", "distributions": "Histograms"}  # the view button
 
 
-class GradTUI(LabActions, App):
+class GradTUI(FrameLoop, LabActions, App):
     """gradtui's dashboard; the CLI and the tests build it the same way."""
 
     CSS_PATH = "gradtui.tcss"
@@ -127,7 +124,7 @@ class GradTUI(LabActions, App):
         self._main = self.query_one("#main", Vertical)
         self.gradient_grid = self.query_one("#gradients", Grid)
         self._apply_size(self.size.width, self.size.height)
-        self._timer = self.set_interval(1 / self.fps, self.refresh_frame)
+        self._timer = self.set_interval(1 / self.fps, self.frame_tick)
         self._warm = threading.Thread(target=warm_torch, name="gradtui-warm", daemon=True)
         self._warm.start()
         self.query_one("#presets").focus()
@@ -148,68 +145,6 @@ class GradTUI(LabActions, App):
         sidebar.styles.width = (
             42 if width >= 180 else 38 if width >= 140 else 36 if width >= 100 else 32
         )
-
-    # -- frames ----------------------------------------------------------------
-    def frame_context(self) -> FrameContext:
-        """A consistent snapshot of the session for one frame."""
-        session = self.session
-        status = session.status()
-        history = session.history
-        version = history.version
-        layers = status.layer_names or tuple(history.layer_names)
-        layers = layers or expected_layers(session.config)
-        keeper = self._first_records.get(session)
-        first = keeper.record if keeper is not None else None
-        return FrameContext(history, status, session.config, tuple(layers), version, first)
-
-    def refresh_frame(self, force: bool = False) -> None:
-        """One frame: the status line always; each visible panel if its data moved."""
-        if not self.screen_stack:
-            return  # a tick that outlived the screen, while the app closes
-        started = time.perf_counter()
-        warm = self._warm
-        if self._switch_interval is None and warm is not None and not warm.is_alive():
-            # The UI holds the GIL for up to a switch interval at a time while the
-            # training thread waits on it between torch ops; a shorter one hands
-            # it back sooner (measured: +5-13% steps/s under the dashboard). Not
-            # before torch is imported: the first frame would share the GIL with
-            # the import in 0.5 ms slices.
-            self._switch_interval = sys.getswitchinterval()
-            sys.setswitchinterval(SWITCH_INTERVAL)
-        ctx = self.frame_context()
-        self.lab_frame(ctx)
-        history = ctx.history
-        self._status_bar.show(
-            ctx.status,
-            ctx.config,
-            self.session_label,
-            history.latest,
-            history.latest_captured,
-            self.speed,
-            self.show_rate,
-        )
-        next_title = VIEW_TITLES.get(self.next_view(), self.next_view().title())
-        self._control_bar.show(ctx.status.state == RUNNING, self.speed, next_title)
-        # Walked each frame, so panels mounted later count too: a walk of the main column
-        # only, not a query of the screen (a selector match per node of the whole form).
-        panels = visible_panels(self._main.walk_children(HistoryPanel))
-        # An unthrottled run wants the whole core (it shares the interpreter's lock with
-        # this thread); a throttled, paused or stepped one leaves room to draw at once.
-        paced = ctx.status.state == RUNNING and not self.session.max_steps_per_second
-        settled = draw_frame(panels, ctx, force, self._pacer if paced else None)
-        self._settled = (ctx.history, ctx.version) if settled else None
-        self.frame_ms = (time.perf_counter() - started) * 1000
-
-    @property
-    def drawn_version(self) -> int | None:
-        """The history version every visible panel has drawn, or None while some lag.
-
-        Tests and snapshots wait for it to equal `session.history.version`.
-        """
-        settled = self._settled
-        if settled is None or settled[0] is not self.session.history:
-            return None
-        return settled[1]
 
     # -- actions ---------------------------------------------------------------
     def action_toggle_run(self) -> None:
@@ -246,6 +181,7 @@ class GradTUI(LabActions, App):
         Reset uses it; so can a benchmark that hands in a prepared history.
         """
         old = self.session
+        self.release_training()
         self.session = session
         self.session_label = label
         session.max_steps_per_second = self.speed
