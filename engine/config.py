@@ -100,7 +100,7 @@ class RunConfig:
     # and every `capture_every`-th step; activations, weight moments and
     # histograms, the expensive part, on step 0 and every `activation_every`-th
     # step. With sampling "budget" (the default) a fast run skips some of those,
-    # evenly, so that statistics take at most 1% and activations 0.75% of the
+    # evenly, so that statistics and activations each take at most 0.5% of the
     # run's time (engine.policy); "exact" never skips.
     capture_every: int = 1  # full gradient statistics every k-th step (and step 0)
     activation_every: int = 10  # activations and histograms every k-th step (and step 0)

@@ -32,8 +32,8 @@ import math
 from collections import deque
 from statistics import median
 
-STATS_BUDGET = 0.01  # statistics steps may take this fraction of the wall time
-ACTIVATION_BUDGET = 0.0075  # and activation steps this one
+STATS_BUDGET = 0.005  # statistics steps may take this fraction of the wall time
+ACTIVATION_BUDGET = 0.005  # and activation steps this one
 ALLOWANCE = 0.01  # seconds of capture either tier may spend ahead of its budget
 _RECENT = 32  # steps remembered for a step's wall time
 _RECENT_EXTRAS = 5  # captured steps remembered, per tier

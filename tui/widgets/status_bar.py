@@ -19,6 +19,7 @@ from textual.visual import visualize
 from textual.widgets import Static
 
 from engine.config import RunConfig
+from engine.policy import ACTIVATION_BUDGET, STATS_BUDGET
 from engine.records import StepRecord
 from engine.session import ERROR, RUNNING, SessionStatus
 from tui.plotting import format_number
@@ -52,8 +53,8 @@ def capture_policy(
             return f"every ~{now} (≤{share} of time)"
         return "every step" if configured == 1 else f"every {configured}"
 
-    stats = every(config.capture_every, stats_period, "1%")
-    acts = every(config.activation_every, period, "0.75%")
+    stats = every(config.capture_every, stats_period, f"{STATS_BUDGET:.1%}")
+    acts = every(config.activation_every, period, f"{ACTIVATION_BUDGET:.1%}")
     return f"stats {stats}, activations {acts}"
 
 
