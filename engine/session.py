@@ -4,7 +4,8 @@ The thread builds the experiment (importing torch there, so a UI thread that
 creates a session never waits for it), trains, and appends each record to
 the bounded History. It never calls back into a UI: readers poll `status()`
 and the history. Controls are plain calls: start, pause, resume, step, stop,
-reset. Only this module's lock and the history's are shared between threads.
+reset. Only this module's lock, its StepGate's (engine.gate) and the history's are
+shared between threads.
 """
 
 from __future__ import annotations
