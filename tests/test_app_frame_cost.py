@@ -131,6 +131,7 @@ def test_frames_of_an_unthrottled_run_take_turns_with_it_and_always_let_it_go():
             assert await wait_until(pilot, lambda: f"trained {shown}" not in screen_text(app))
             # A throttled run sleeps between steps: its frames do not hold it.
             await pilot.press("minus")
+            assert await wait_until(pilot, lambda: app._held is None)  # a frame in flight ends
             held = app.frame_hold_seconds
             await pilot.pause(0.5)
             assert app.frame_hold_seconds == held
