@@ -1,18 +1,17 @@
 """The training session: a Trainer in its own thread, controlled by method calls.
 
-The thread builds the experiment (importing torch there, so a UI thread that
-creates a session never waits for it), trains, and appends each record to
-the bounded History. It never calls back into a UI: readers poll `status()`
-and the history. Controls are plain calls: start, pause, resume, step, stop,
-reset. Only this module's lock, its StepGate's (engine.gate) and the history's are
-shared between threads.
+The thread (engine/session_thread.py) builds the experiment, importing torch
+there so that a UI thread creating a session never waits for it, trains, and
+appends each record to the bounded History. It never calls back into a UI:
+readers poll `status()` and the history. Controls are plain calls: start,
+pause, resume, step, stop, reset. Only this module's lock, its StepGate's
+(engine.gate) and the history's are shared between threads.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-import traceback
 from collections.abc import Callable
 
 from engine.config import RunConfig
@@ -30,9 +29,10 @@ from engine.session_status import (  # noqa: F401 (the states are part of this m
     SessionStatus,
     StepRate,
 )
+from engine.session_thread import SessionThread
 
 
-class TrainingSession:
+class TrainingSession(SessionThread):
     """Runs one RunConfig in a background thread; see the module doc."""
 
     def __init__(
@@ -209,129 +209,3 @@ class TrainingSession:
             activation_period=self._activation_period,
             stats_period=self._stats_period,
         )
-
-    # -- the thread ----------------------------------------------------------
-    def _ensure_thread(self) -> None:
-        if self._thread is None:
-            self._state = PREPARING
-            self._generation += 1
-            self._thread = threading.Thread(
-                target=self._run,
-                args=(self._generation, self.config),
-                name="gradtui-session",
-                daemon=True,
-            )
-            self._thread.start()
-
-    def _run(self, generation: int, config: RunConfig) -> None:
-        trainer = None
-        try:
-            from engine.trainer import Trainer  # torch loads here, off the caller's thread
-
-            trainer = Trainer(config, share_cores=self.share_cores)
-            with self._cond:
-                if self._generation != generation:
-                    return  # reset while building
-                self._total = trainer.total_steps
-                self._layers = tuple(trainer.layer_names)
-                self._device = str(trainer.device)
-                if not self._stop:
-                    self._state = RUNNING if self._running else PAUSED
-                self._cond.notify_all()
-            self._loop(trainer, generation)
-        except Exception as exc:  # shown in the UI; the app stays usable
-            with self._cond:
-                if self._generation != generation:
-                    return
-                self._state = ERROR
-                self._error = f"{type(exc).__name__}: {exc}".splitlines()[0]
-                self._error_detail = traceback.format_exc()
-                self._running = False
-                self._cond.notify_all()
-        finally:
-            if trainer is not None:
-                trainer.close()
-
-    def _loop(self, trainer, generation: int) -> None:
-        next_time = time.monotonic()
-        while True:
-            with self._cond:
-                self._cond.wait_for(
-                    lambda: (
-                        self._stop
-                        or self._running
-                        or self._pending_steps > 0
-                        or self._generation != generation
-                    )
-                )
-                if self._generation != generation:
-                    return
-                if self._stop:
-                    self._state = STOPPED
-                    self._cond.notify_all()
-                    return
-                if trainer.finished:
-                    self._state, self._running, self._pending_steps = FINISHED, False, 0
-                    self._cond.notify_all()
-                    return
-                single = not self._running
-                self._state = RUNNING if self._running else PAUSED
-                self._busy = True
-            try:
-                record = trainer.step(exact=single)
-                with self._cond:
-                    if self._generation != generation:
-                        return  # reset during the step: the record belongs to no run
-                    self.history.append(record)
-                if self.on_record is not None:
-                    self.on_record(record)
-            finally:
-                # The counter moves in the same breath as `busy` clears, so that
-                # pause(wait=True) never returns with a step about to land.
-                with self._cond:
-                    if self._generation == generation:
-                        self._busy = False
-                        self._step, self._epoch = trainer.step_index, trainer.epoch
-                        self._activation_period = trainer.policy.activation_period
-                        self._stats_period = trainer.policy.stats_period
-                    self._cond.notify_all()
-            with self._cond:
-                if self._generation != generation:
-                    return
-                self._rate.mark(self._step)
-                if single:
-                    self._pending_steps = max(0, self._pending_steps - 1)
-                if trainer.first_nonfinite is not None and self._nonfinite is None:
-                    self._nonfinite = trainer.first_nonfinite
-                    self._apply_nonfinite_policy()
-                if not self._running:
-                    self._state = PAUSED
-                if trainer.finished and not self._stop:
-                    # The last step ends the run now, not at the next request.
-                    self._state, self._running, self._pending_steps = FINISHED, False, 0
-                    self._cond.notify_all()
-                    return
-                self._cond.notify_all()
-            self._gate.checkpoint()
-            next_time = self._throttle(next_time, single, generation)
-
-    def _apply_nonfinite_policy(self) -> None:
-        policy = self.config.on_nonfinite
-        if policy == "pause":
-            self._running = False
-            self._pending_steps = 0
-        elif policy == "stop":
-            self._stop = True
-
-    def _throttle(self, next_time: float, single: bool, generation: int) -> float:
-        rate = self.max_steps_per_second
-        if not rate or single:
-            return time.monotonic()
-        next_time = max(next_time + 1.0 / rate, time.monotonic() - 1.0)
-        with self._cond:
-            # Waiting on the condition keeps pause and stop immediate.
-            self._cond.wait_for(
-                lambda: self._stop or not self._running or self._generation != generation,
-                max(0.0, next_time - time.monotonic()),
-            )
-        return next_time
