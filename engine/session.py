@@ -181,6 +181,15 @@ class TrainingSession(SessionThread):
             return True
 
     @property
+    def training(self) -> bool:
+        """True while it trains continuously (started, not paused, built, not ended).
+
+        An unlocked read of two fields, for a per-frame check that must not take
+        a whole status snapshot; `status()` is the consistent one.
+        """
+        return self._running and self._state == RUNNING
+
+    @property
     def alive(self) -> bool:
         """True while the training thread exists."""
         return self._thread is not None and self._thread.is_alive()

@@ -50,9 +50,7 @@ class FrameLoop:
 
     def _hold_training_for_frame(self) -> None:
         session = self.session
-        if self._held is not None or session.max_steps_per_second:
-            return
-        if session.status().state != RUNNING:
+        if self._held is not None or session.max_steps_per_second or not session.training:
             return
         started = time.perf_counter()
         if session.hold_between_steps(HOLD_WAIT):
@@ -94,11 +92,12 @@ class FrameLoop:
         started = time.perf_counter()
         warm = self._warm
         if self._switch_interval is None and warm is not None and not warm.is_alive():
-            # The UI holds the GIL for up to a switch interval at a time while the
-            # training thread waits on it between torch ops; a shorter one hands
-            # it back sooner (measured: +5-13% steps/s under the dashboard). Not
-            # before torch is imported: the first frame would share the GIL with
-            # the import in 0.5 ms slices.
+            # A frame drawn beside a step (one longer than HOLD_WAIT, or a throttled
+            # run) holds the GIL for up to a switch interval while the training
+            # thread waits on it between torch ops; a shorter one hands it back
+            # sooner (+5-13% steps/s before frames took turns; 1.01x since, for a
+            # held run). Not before torch is imported: the first frame would share
+            # the GIL with the import in 0.5 ms slices.
             self._switch_interval = sys.getswitchinterval()
             sys.setswitchinterval(SWITCH_INTERVAL)
         ctx = self.frame_context()
