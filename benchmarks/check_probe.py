@@ -136,6 +136,7 @@ def cases():
                           nn.Linear(300, 1))  # fmt: skip
     for clip in ("none", "norm"):  # a 90,000-value layer: the interleaved partials
         yield f"large layers, clip={clip}", large, x, y, clip, 1.0
+    yield "large layers, loss x1e17 (float32 overflow)", large, x, y, "none", 1e17
     yield "sampled histograms", wide, xw, yw, "none", 1.0
     for scale in (1e20, 1e30):
         yield f"loss x{scale:g} (float32 overflow)", small, x, y, "none", scale

@@ -32,7 +32,9 @@ import math
 import torch
 from torch import nn
 
+from engine.activation_tap import ActivationTap
 from engine.clipping import ClipStrategy
+from engine.histograms import HIST_BINS
 from engine.readout import (
     ReadQueue,
     queue_activations,
@@ -41,9 +43,9 @@ from engine.readout import (
     queue_weights,
     store,
 )
-from engine.recording import make_record
+from engine.recording import blank_layers, make_record
 from engine.records import StepRecord
-from engine.stats import HIST_BINS, ActivationTap, weight_layers
+from engine.stats import cpu_norm, weight_layers
 
 __all__ = ["GradientProbe", "HIST_BINS"]
 
@@ -87,6 +89,7 @@ class GradientProbe:
         # Layers too big for the cache get their statistics taken tensor by tensor.
         self._interleave = max(self._layer_numel, default=0) > INTERLEAVE_ABOVE
         self.taps = ActivationTap(model, self.layer_names)
+        self.blank_layers = blank_layers(self.layer_names)  # a sentinel record's layers
         self._pending: tuple | None = None  # what after_backward left for end_step
         self.capture = self.capture_acts = False
         self.step = 0
@@ -143,8 +146,8 @@ class GradientProbe:
     def _flat_sentinels(self, loss: torch.Tensor) -> dict | None:
         """The sentinels of a fast CPU step through the flat buffer, or None.
 
-        The cheapest path of all, taken on most steps of a fast run: one norm
-        kernel over the buffer, two scalar reads (free on the CPU), no lists.
+        The cheapest path of all, taken on most steps of a fast run: one dot
+        product over the buffer (engine.flat_grads), the loss read, no lists.
         None when the path does not apply, or when the loss or the norm is not
         finite (the general path then captures the step in full).
         """
@@ -153,8 +156,12 @@ class GradientProbe:
             return None
         if not flat.attached():
             return None
-        raw_total = flat.norm()
-        loss_value, raw_value = loss.item(), float(raw_total)
+        if clip.changes_gradients:  # clipping takes the norm as a tensor
+            raw_total = flat.norm()
+            raw_value = float(raw_total)
+        else:
+            raw_value = flat.host_norm()
+        loss_value = loss.item()
         if not (math.isfinite(loss_value) and math.isfinite(raw_value)):
             return None
         found = {"present": (), "loss": [loss_value], "raw_total": [raw_value]}
@@ -231,7 +238,8 @@ class GradientProbe:
         """
         clip, flat = self.clip, self.flat
         whole = flat is not None and flat.attached()
-        raw_total = flat.norm() if whole and clip.raw_is_grad else _total(raw)
+        large = eager and self._interleave
+        raw_total = flat.norm() if whole and clip.raw_is_grad else _total(raw, large)
         q, found = ReadQueue(), {"present": ()}
         if eager and loss is not None:
             values = torch.stack([loss.detach().reshape(()), raw_total]).tolist()
@@ -243,7 +251,7 @@ class GradientProbe:
         clip.apply([raw_total])
         if clip.changes_gradients:
             grads = [p.grad for p in self.params]
-            applied = flat.norm() if whole else _total([g for g in grads if g is not None])
+            applied = flat.norm() if whole else _total([g for g in grads if g is not None], large)
             q.add([applied], store(found, "applied_total"))
         return q, found
 
@@ -253,7 +261,7 @@ class GradientProbe:
         # over all of them. The other parameters' norms in one call.
         by_param, partials = {}, []
         for j, g in enumerate(self._layer_grads(raw_all)):
-            by_param[self._layer_index[j]] = torch.linalg.vector_norm(g)
+            by_param[self._layer_index[j]] = cpu_norm(g)
             partials.append(g.sum())
             partials.extend(torch.aminmax(g))
         rest = [i for i in present if i not in by_param]
@@ -312,11 +320,13 @@ class GradientProbe:
         return next((name for (name, _), c in zip(here, counts, strict=True) if c > 0), None)
 
 
-def _total(grads: list[torch.Tensor]) -> torch.Tensor:
-    # The L2 norm of all of them together (a device scalar).
+def _total(grads: list[torch.Tensor], large: bool = False) -> torch.Tensor:
+    # The L2 norm of all of them together (a device scalar); `large`: CPU
+    # tensors of which some are large enough for a dot product to pay.
     if not grads:
         return torch.zeros(())
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    norms = [cpu_norm(g) for g in grads] if large else torch._foreach_norm(grads)
+    return torch.linalg.vector_norm(torch.stack(norms))
 
 
 def _as_float(a: torch.Tensor | None) -> torch.Tensor | None:

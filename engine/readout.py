@@ -18,14 +18,12 @@ from collections.abc import Callable
 
 import torch
 
+from engine.histograms import HIST_BINS, fast_histogram, hist_sample, histogram_row
 from engine.records import Histogram
 from engine.stats import (
-    HIST_BINS,
     abs_max,
+    cpu_norm,
     exact_moments,
-    fast_histogram,
-    hist_sample,
-    histogram_row,
     host_counts,
     mean_std,
     nonfinite_count,
@@ -153,12 +151,15 @@ def queue_weights(
         def norms_only(v: list[float]) -> None:
             found["weights"] = [(None, None, norm) for norm in v]
 
-        q.add(list(torch._foreach_norm(weights)) if weights else [], norms_only)
+        if eager and interleave:  # large CPU weights: a dot product each
+            q.add([cpu_norm(w) for w in weights], norms_only)
+        else:
+            q.add(list(torch._foreach_norm(weights)) if weights else [], norms_only)
         return
     if eager and interleave:
         norms, sums = [], []
         for w in weights:
-            norms.append(torch.linalg.vector_norm(w))
+            norms.append(cpu_norm(w))
             sums.append(w.sum())
         parts = norms + sums
     else:

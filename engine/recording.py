@@ -80,7 +80,7 @@ def _sentinel_record(probe, f: dict, epoch: int) -> StepRecord:
             "grad_norm": raw_total,
             "grad_norm_clipped": f["applied_total"][0] if "applied_total" in f else raw_total,
             "clipped_frac": None,
-            "layers": blank_layers(probe.layer_names),
+            "layers": probe.blank_layers,
             "histograms": None,
             "timestep_grad_norms": tuple(f["extra"][0]) if "extra" in f else None,
             "captured": False,
