@@ -27,24 +27,22 @@ float tolerance are recomputed exactly (see engine.stats).
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
 from engine.activation_tap import ActivationTap
 from engine.clipping import ClipStrategy
-from engine.histograms import HIST_BINS
+from engine.histograms import HIST_BINS, queue_histograms
 from engine.readout import (
     ReadQueue,
     queue_activations,
     queue_grads,
-    queue_histograms,
     queue_weights,
     store,
 )
 from engine.recording import blank_layers, make_record, sentinel_record
 from engine.records import StepRecord
+from engine.sentinels import flat_sentinels, step_sentinels
 from engine.stats import cpu_norm, weight_layers
 
 __all__ = ["GradientProbe", "HIST_BINS"]
@@ -87,7 +85,7 @@ class GradientProbe:
         self._all_present = tuple(range(len(self.params)))
         self._all_numel = sum(p.numel() for p in self.params)
         # Layers too big for the cache get their statistics taken tensor by tensor.
-        self._interleave = max(self._layer_numel, default=0) > INTERLEAVE_ABOVE
+        self.large_layers = max(self._layer_numel, default=0) > INTERLEAVE_ABOVE
         self.taps = ActivationTap(model, self.layer_names)
         self.blank_layers = blank_layers(self.layer_names)  # a sentinel record's layers
         self._pending: tuple | None = None  # what after_backward left for end_step
@@ -136,39 +134,12 @@ class GradientProbe:
         the step where a run breaks always carries its statistics.
         """
         if not (self.capture or self.capture_acts) and loss is not None:
-            found = self._flat_sentinels(loss)
+            found = flat_sentinels(self, loss, EAGER_DEVICES)
             if found is not None:
                 self._pending = None, found
                 return
         with torch.no_grad():
             self._pending = self._measure(loss)
-
-    def _flat_sentinels(self, loss: torch.Tensor) -> dict | None:
-        """The sentinels of a fast CPU step through the flat buffer, or None.
-
-        The cheapest path of all, taken on most steps of a fast run: one dot
-        product over the buffer (engine.flat_grads), the loss read, no lists.
-        None when the path does not apply, or when the loss or the norm is not
-        finite (the general path then captures the step in full).
-        """
-        flat, clip = self.flat, self.clip
-        if flat is None or not clip.raw_is_grad or flat.device_type not in EAGER_DEVICES:
-            return None
-        if not flat.attached():
-            return None
-        if clip.changes_gradients:  # clipping takes the norm as a tensor
-            raw_total = flat.norm()
-            raw_value = float(raw_total)
-        else:
-            raw_value = flat.host_norm()
-        loss_value = loss.item()
-        if not (math.isfinite(loss_value) and math.isfinite(raw_value)):
-            return None
-        found = {"present": (), "loss": [loss_value], "raw_total": [raw_value]}
-        if clip.changes_gradients:
-            clip.apply([raw_total])
-            found["applied_total"] = [float(flat.norm())]
-        return found
 
     def _measure(self, loss: torch.Tensor | None = None) -> tuple:
         clip, capture = self.clip, self.capture
@@ -180,7 +151,7 @@ class GradientProbe:
             present, raw = self._all_present, raw_all
         eager = not raw or raw[0].device.type in EAGER_DEVICES
         if not capture and not self.capture_acts:
-            sentinels = self._sentinels(loss, raw, eager)
+            sentinels = step_sentinels(self, loss, raw, eager)
             if sentinels is not None:
                 return sentinels
             self.capture = capture = True  # it broke here: take everything
@@ -207,7 +178,7 @@ class GradientProbe:
             # The weights move slowly: their mean and std come with the activations
             # (beside their histograms); a statistics step takes their norms alone.
             moments = self.capture_acts
-            queue_weights(q, found, self.layer_params, eager, self._interleave, moments)
+            queue_weights(q, found, self.layer_params, eager, self.large_layers, moments)
         if self.capture_acts:
             acts = [_as_float(a) for a in self.taps.take()]
             queue_activations(q, found, acts, self.saturating, eager)
@@ -224,36 +195,9 @@ class GradientProbe:
     def _raw_norms(self, raw_all: list, present: tuple, raw: list, interleaved: bool):
         # (each parameter's raw norm, the statistics' partials of large layers or
         # None): on the CPU, large layers get both in one sweep.
-        if interleaved and self._interleave:
+        if interleaved and self.large_layers:
             return self._norms_and_partials(raw_all, present)
         return (list(torch._foreach_norm(raw)) if raw else []), None
-
-    def _sentinels(self, loss: torch.Tensor | None, raw: list, eager: bool):
-        """A step that carries the sentinels only: the total gradient norms.
-
-        With the Trainer's flat gradient buffer (engine.flat_grads) a norm is
-        one kernel. On the CPU the loss and the raw norm are read at once, and
-        None comes back, before anything is clipped, when either is not finite:
-        that step is captured in full instead.
-        """
-        clip, flat = self.clip, self.flat
-        whole = flat is not None and flat.attached()
-        large = eager and self._interleave
-        raw_total = flat.norm() if whole and clip.raw_is_grad else _total(raw, large)
-        q, found = ReadQueue(), {"present": ()}
-        if eager and loss is not None:
-            values = torch.stack([loss.detach().reshape(()), raw_total]).tolist()
-            if not (math.isfinite(values[0]) and math.isfinite(values[1])):
-                return None
-            found["loss"], found["raw_total"] = values[:1], values[1:]
-        else:
-            q.add([raw_total], store(found, "raw_total"))
-        clip.apply([raw_total])
-        if clip.changes_gradients:
-            grads = [p.grad for p in self.params]
-            applied = flat.norm() if whole else _total([g for g in grads if g is not None], large)
-            q.add([applied], store(found, "applied_total"))
-        return q, found
 
     def _norms_and_partials(self, raw_all: list, present: tuple) -> tuple[list, list]:
         # Large layers (CPU): each gradient's norm, sum and extremes back to back,
@@ -320,15 +264,6 @@ class GradientProbe:
             return None
         counts = torch.stack([(~torch.isfinite(g)).sum() for _, g in here]).tolist()
         return next((name for (name, _), c in zip(here, counts, strict=True) if c > 0), None)
-
-
-def _total(grads: list[torch.Tensor], large: bool = False) -> torch.Tensor:
-    # The L2 norm of all of them together (a device scalar); `large`: CPU
-    # tensors of which some are large enough for a dot product to pay.
-    if not grads:
-        return torch.zeros(())
-    norms = [cpu_norm(g) for g in grads] if large else torch._foreach_norm(grads)
-    return torch.linalg.vector_norm(torch.stack(norms))
 
 
 def _as_float(a: torch.Tensor | None) -> torch.Tensor | None:

@@ -18,8 +18,6 @@ from collections.abc import Callable
 
 import torch
 
-from engine.histograms import HIST_BINS, fast_histogram, hist_sample, histogram_row
-from engine.records import Histogram
 from engine.stats import (
     abs_max,
     cpu_norm,
@@ -32,8 +30,6 @@ from engine.stats import (
     queue_sum_range,
     queue_sums,
 )
-
-_FLOAT_LIMIT = 3.0e38  # a span wider than this overflows float32 arithmetic
 
 
 class ReadQueue:
@@ -219,86 +215,3 @@ def queue_activations(q: ReadQueue, found: dict, acts: list, saturating, eager: 
         found["acts"] = rows
 
     q.add(parts, finish)
-
-
-def queue_histograms(
-    q: ReadQueue, found: dict, groups: tuple, names: list[str], eager: bool
-) -> None:
-    """found["hist"]: kind -> layer -> Histogram, for groups of (kind, tensors per layer)."""
-    if not eager:
-        rows = [histogram_row(t, HIST_BINS, _device(groups)) for _, ts in groups for t in ts]
-        if rows:
-            q.add_vectors([torch.stack(rows).reshape(-1)], _device_finish(groups, names, found))
-        return
-    # Extremes first, read at once (the gradients' are known on captured steps).
-    q.flush()
-    grad_rows = found.get("applied") or found.get("raw")
-    extremes: list[torch.Tensor] = []
-    for kind, tensors in groups:
-        for t in tensors:
-            if t is not None and (kind != "grad" or grad_rows is None):
-                extremes.extend(torch.aminmax(t))
-    q.add(extremes, store(found, "extremes"))
-    q.flush()
-    values, k = found.pop("extremes"), 0
-    plans, rows = [], []
-    for kind, tensors in groups:
-        for j, t in enumerate(tensors):
-            if t is None:
-                continue
-            if kind == "grad" and grad_rows is not None:
-                lo, hi = grad_rows[j][4], grad_rows[j][5]
-            else:
-                lo, hi = values[k], values[k + 1]
-                k += 2
-            if math.isfinite(lo) and math.isfinite(hi) and hi - lo < _FLOAT_LIMIT:
-                sample = hist_sample(t)
-                plans.append((kind, names[j], lo, hi, t.numel() / sample.numel()))
-                rows.append(fast_histogram(sample, lo, hi, HIST_BINS))
-            else:  # NaN or inf inside: the exact row sets them apart
-                plans.append((kind, names[j], None, None, 1.0))
-                rows.append(histogram_row(t, HIST_BINS, t.device))
-    q.add_vectors(rows, _host_finish(plans, found))
-
-
-def _host_finish(plans: list, found: dict):
-    def finish(rows: list[list[float]]) -> None:
-        out: dict[str, dict[str, Histogram]] = {"weight": {}, "grad": {}, "act": {}}
-        for (kind, name, lo, hi, scale), row in zip(plans, rows, strict=True):
-            if lo is None:  # the exact row: lo, hi, non-finite, counts
-                out[kind][name] = Histogram(row[0], row[1], tuple(row[3:]), row[2])
-                continue
-            counts = row[:HIST_BINS]
-            counts[-1] += row[HIST_BINS]  # the maximum belongs to the last bin
-            if scale != 1.0:
-                counts = [c * scale for c in counts]
-            out[kind][name] = Histogram(lo, hi, tuple(counts), 0.0)
-        found["hist"] = out
-
-    return finish
-
-
-def _device(groups: tuple) -> torch.device:
-    for _, tensors in groups:
-        for t in tensors:
-            if t is not None:
-                return t.device
-    return torch.device("cpu")
-
-
-def _device_finish(groups: tuple, names: list[str], found: dict):
-    width = HIST_BINS + 3
-
-    def finish(rows: list[list[float]]) -> None:
-        flat, k = rows[0], 0
-        out: dict[str, dict[str, Histogram]] = {}
-        for kind, tensors in groups:
-            out[kind] = {}
-            for j, t in enumerate(tensors):
-                r = flat[k * width : (k + 1) * width]
-                k += 1
-                if t is not None:
-                    out[kind][names[j]] = Histogram(r[0], r[1], tuple(r[3:]), r[2])
-        found["hist"] = out
-
-    return finish

@@ -1,0 +1,84 @@
+"""The sentinels: what every training step measures, at the least cost.
+
+The loss and the total gradient norm (raw and, under clipping, applied) are
+taken on every step, so a run that breaks is caught on the step it breaks.
+On the CPU they are read at once; a step whose loss or norm is not finite
+gets None back from here, and GradientProbe captures it in full instead.
+`probe` is the GradientProbe whose step this is.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from engine.readout import ReadQueue, store
+from engine.stats import cpu_norm
+
+
+def flat_sentinels(probe, loss: torch.Tensor, eager_devices: set[str]) -> dict | None:
+    """The sentinels of a fast CPU step through the flat buffer, or None.
+
+    The cheapest path of all, taken on most steps of a fast run: one dot
+    product over the buffer (engine.flat_grads), the loss read, no lists.
+    None when the path does not apply, or when the loss or the norm is not
+    finite (the general path then captures the step in full).
+    """
+    flat, clip = probe.flat, probe.clip
+    if flat is None or not clip.raw_is_grad or flat.device_type not in eager_devices:
+        return None
+    if not flat.attached():
+        return None
+    if clip.changes_gradients:  # clipping takes the norm as a tensor
+        raw_total = flat.norm()
+        raw_value = float(raw_total)
+    else:
+        raw_value = flat.host_norm()
+    loss_value = loss.item()
+    if not (math.isfinite(loss_value) and math.isfinite(raw_value)):
+        return None
+    found = {"present": (), "loss": [loss_value], "raw_total": [raw_value]}
+    if clip.changes_gradients:
+        clip.apply([raw_total])
+        found["applied_total"] = [float(flat.norm())]
+    return found
+
+
+def step_sentinels(probe, loss: torch.Tensor | None, raw: list, eager: bool):
+    """(read queue, found values) of a step that carries the sentinels only, or None.
+
+    The general path: any loop, any device. With the Trainer's flat gradient buffer (engine.flat_grads) a norm is
+    one kernel. On the CPU the loss and the raw norm are read at once, and
+    None comes back, before anything is clipped, when either is not finite:
+    that step is captured in full instead.
+    """
+    clip, flat = probe.clip, probe.flat
+    whole = flat is not None and flat.attached()
+    large = eager and probe.large_layers
+    raw_total = flat.norm() if whole and clip.raw_is_grad else total_norm(raw, large)
+    q, found = ReadQueue(), {"present": ()}
+    if eager and loss is not None:
+        values = torch.stack([loss.detach().reshape(()), raw_total]).tolist()
+        if not (math.isfinite(values[0]) and math.isfinite(values[1])):
+            return None
+        found["loss"], found["raw_total"] = values[:1], values[1:]
+    else:
+        q.add([raw_total], store(found, "raw_total"))
+    clip.apply([raw_total])
+    if clip.changes_gradients:
+        grads = [p.grad for p in probe.params]
+        applied = flat.norm() if whole else total_norm([g for g in grads if g is not None], large)
+        q.add([applied], store(found, "applied_total"))
+    return q, found
+
+
+def total_norm(grads: list[torch.Tensor], large: bool = False) -> torch.Tensor:
+    """The L2 norm of all of them together (a device scalar).
+
+    `large`: CPU tensors of which some are large enough for a dot product to pay.
+    """
+    if not grads:
+        return torch.zeros(())
+    norms = [cpu_norm(g) for g in grads] if large else torch._foreach_norm(grads)
+    return torch.linalg.vector_norm(torch.stack(norms))
