@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import pytest
 import torch
 from torch import nn
 
@@ -72,3 +75,29 @@ def test_only_small_uniform_models_get_a_buffer():
     assert not FlatGradients.suits(list(big.parameters()))
     mixed = [nn.Parameter(torch.zeros(3)), nn.Parameter(torch.zeros(3, dtype=torch.float64))]
     assert not FlatGradients.suits(mixed)
+
+
+@pytest.mark.parametrize("width", [8, 60, 200, 400])  # 2-layer models: 144 to 321k values
+def test_zero_and_host_norm_at_every_size(width):
+    # Below and above the dot-product limit and the piecewise-zeroing limit.
+    torch.manual_seed(width)
+    model = nn.Sequential(nn.Linear(width, width), nn.Tanh(), nn.Linear(width, width))
+    params = list(model.parameters())
+    flat = FlatGradients(params)
+    for _ in range(2):
+        flat.zero()
+        assert float(flat.buffer.abs().max()) == 0.0
+        model(torch.randn(16, width)).square().mean().backward()
+        want = torch.linalg.vector_norm(torch.cat([p.grad.reshape(-1) for p in params]).double())
+        assert flat.host_norm() == pytest.approx(float(want), rel=1e-5)
+        assert flat.host_norm() == pytest.approx(float(flat.norm()), rel=1e-5)
+
+
+def test_host_norm_carries_nan_and_inf():
+    model = nn.Linear(4, 4)
+    flat = FlatGradients(list(model.parameters()))
+    flat.zero()
+    flat.buffer[3] = math.inf
+    assert flat.host_norm() == math.inf
+    flat.buffer[5] = math.nan
+    assert math.isnan(flat.host_norm())
