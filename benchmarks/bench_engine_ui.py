@@ -126,7 +126,7 @@ def run(quick: bool = False, emit=None) -> list[Result]:
         import textual  # noqa: F401
     except ImportError as exc:
         return [Result("engine_ui", "engine under the dashboard", None, "x", note=str(exc))]
-    rounds = 2 if quick else 4
+    rounds = 2 if quick else 3
     seconds = 1.0 if quick else SECONDS
     results = []
     for preset in PRESETS:

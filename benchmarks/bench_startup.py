@@ -85,7 +85,7 @@ def run(quick: bool = False, emit=None) -> list[Result]:
         import tui.app  # noqa: F401
     except ImportError as exc:
         return [Result("startup", "first frame / import torch", None, "x", note=str(exc))]
-    rounds = 2 if quick else 4
+    rounds = 2 if quick else 3
     baseline(), first_frame()  # warm the disk cache
     ratios, frames = [], []
     before = baseline()
