@@ -6,6 +6,7 @@ one, and the headless command drives it directly.
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 
@@ -58,11 +59,31 @@ def set_core_sharing(share: bool) -> None:
         _threads_before_sharing = None
 
 
+_long_lived_frozen = False
+
+
+def freeze_long_lived() -> None:
+    """Keep the cyclic garbage collector off what was alive before the first run.
+
+    torch's import leaves ~170,000 objects that live as long as the process;
+    every full collection scans them all. Training allocates enough to set
+    off a few full collections a thousand steps: 310 ms of a 4.2 s run of the
+    block model, measured (55 ms once those objects sit in the permanent
+    generation, where `gc.freeze` puts them). Done once, before the first
+    Trainer builds anything, so the runs' own objects stay collectable.
+    """
+    global _long_lived_frozen
+    if not _long_lived_frozen:
+        _long_lived_frozen = True
+        gc.freeze()
+
+
 class Trainer:
     """Builds the configured experiment and trains it step by step."""
 
     def __init__(self, config: RunConfig, share_cores: bool = False) -> None:
         """`share_cores`: another session trains beside this one (see `set_core_sharing`)."""
+        freeze_long_lived()
         self.config = config
         self.device = resolve_device(config.device)
         if self.device.type == "cpu":
