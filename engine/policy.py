@@ -20,10 +20,11 @@ non-finite is captured whatever the policy says (engine.probe).
 
 A captured step costs its wall time (start to the next start) minus a plain
 step's (the median of recent steps that captured neither tier), or at least
-the time the probe spent measuring it; every step earns credit for its wall
-time, at most twice a plain step's, so a pause (the user's, or a
-benchmark's) earns no more than a step; step 0, which also pays every
-first-call cost, is not counted.
+the time the probe spent measuring it, and at most four times its tier's
+usual cost (a capture caught in a pause does not starve the rest of the
+run); every step earns credit for its wall time, at most twice a plain
+step's, so a pause (the user's, or a benchmark's) earns no more than a
+step; step 0, which also pays every first-call cost, is not counted.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ ALLOWANCE = 0.01  # seconds of capture either tier may spend ahead of its budget
 _RECENT = 32  # steps remembered for a step's wall time
 _RECENT_EXTRAS = 5  # captured steps remembered, per tier
 _NOTHING_SPENT = (0.0, 0.0)
+OUTLIER = 4.0  # a capture is charged at most this many times its tier's usual cost
 
 
 class BudgetedPeriod:
@@ -88,6 +90,12 @@ class BudgetedPeriod:
         extra = max(0.0, extra)
         self.extras.append(extra)
         self.usual = median(self.extras)
+        if len(self.extras) >= 3:
+            # A capture that landed in a pause (a full garbage collection, the OS,
+            # a slow second on a shared machine) pays a few usual costs, not the
+            # pause: charged in full, a 0.2 s stall takes 40 s of training at a
+            # 0.5% budget to earn back, and a short run captures nothing more.
+            extra = min(extra, OUTLIER * self.usual)
         self.credit -= extra - spent
 
 
