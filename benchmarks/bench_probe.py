@@ -23,19 +23,9 @@ import sys
 
 import torch
 
+from benchmarks.alternatives import Naive, Source, TensorBoard
 from benchmarks.common import Result, check, interleaved, median_and_spread
-from benchmarks.loops import (
-    NEVER,
-    Bare,
-    Engine,
-    EngineBare,
-    Loop,
-    Naive,
-    Probe,
-    Source,
-    TensorBoard,
-    block_runner,
-)
+from benchmarks.loops import NEVER, Bare, Engine, EngineBare, Loop, Probe, block_runner
 from engine.config import RunConfig
 
 DEFAULTS = RunConfig()  # the capture policy the Trainer uses unless told otherwise
