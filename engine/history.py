@@ -135,8 +135,13 @@ class History:
             values.extend(_LAYER_VALUES(stats) if stats is not None else self._missing)
         # None (not captured) and NaN (trained into) stay apart: NaN in the row,
         # False in `present` only for None.
-        self._rows[self._n] = np.array(values, dtype=float)
-        self._present[self._n] = [v is not None for v in values]
+        row = self._rows[self._n]
+        row[:] = values  # None becomes NaN
+        missing = np.isnan(row)
+        if np.count_nonzero(missing) == values.count(None):
+            np.logical_not(missing, out=self._present[self._n])  # every NaN was a None
+        else:  # a statistic that trained into NaN: tell it from the missing ones
+            self._present[self._n] = [v is not None for v in values]
 
     def _write_light(self) -> None:
         # The queued scalar-only rows into the window, folding as it fills.
