@@ -64,10 +64,7 @@ class TensorBoard(Variant):
 
     def step(self) -> None:
         loop = self.loop
-        x, y = loop.batch()
-        loss = loop.loss_fn(loop.model(x), y)
-        loop.optimizer.zero_grad()
-        loss.backward()
+        loss = loop.backward()
         for name, param in zip(loop.layer_names, loop.layers, strict=True):
             self.writer.add_histogram(f"grad/{name}", param.grad, self.step_index)
         loop.optimizer.step()
@@ -80,10 +77,7 @@ class Naive(Variant):
 
     def step(self) -> None:
         loop = self.loop
-        x, y = loop.batch()
-        loss = loop.loss_fn(loop.model(x), y)
-        loop.optimizer.zero_grad()
-        loss.backward()
+        loss = loop.backward()
         stats = {}
         with torch.no_grad():
             for name, param in zip(loop.layer_names, loop.layers, strict=True):

@@ -56,12 +56,17 @@ class Loop:
         """The next batch of the cycle."""
         return next(self._batches)
 
-    def bare_step(self) -> float:
-        """One plain step; the loss is read as any training loop logs it."""
+    def backward(self) -> torch.Tensor:
+        """Forward and backward on the next batch, gradients zeroed first; the loss."""
         x, y = self.batch()
         loss = self.loss_fn(self.model(x), y)
         self.optimizer.zero_grad()
         loss.backward()
+        return loss
+
+    def bare_step(self) -> float:
+        """One plain step; the loss is read as any training loop logs it."""
+        loss = self.backward()
         self.optimizer.step()
         return loss.item()
 

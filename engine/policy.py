@@ -38,7 +38,6 @@ ACTIVATION_BUDGET = 0.005  # and activation steps this one
 ALLOWANCE = 0.01  # seconds of capture either tier may spend ahead of its budget
 _RECENT = 32  # steps remembered for a step's wall time
 _RECENT_EXTRAS = 5  # captured steps remembered, per tier
-_NOTHING_SPENT = (0.0, 0.0)
 OUTLIER = 4.0  # a capture is charged at most this many times its tier's usual cost
 
 
@@ -137,14 +136,10 @@ class CapturePolicy:
         a richer record (the history, an export file).
         """
         stats, acts = plan
-        tiers = self.stats, self.activations
-        if stats or acts:
-            spent = (
-                tiers[0].captured(step) if stats else 0.0,
-                tiers[1].captured(step) if acts else 0.0,
-            )
-        else:
-            spent = _NOTHING_SPENT
+        spent = (
+            self.stats.captured(step) if stats else 0.0,
+            self.activations.captured(step) if acts else 0.0,
+        )
         previous, self._previous = self._previous, (step, plan, start, measuring, spent)
         if previous is None:
             return
@@ -158,11 +153,10 @@ class CapturePolicy:
         usual = self._plain_wall
         # A pause (the user's, a benchmark's, a long UI hiccup) earns and costs
         # no more than a usual step would.
-        if usual is not None and wall > 2 * usual + last_measuring:
-            wall = 2 * usual + last_measuring
-        for tier in tiers:  # BudgetedPeriod.earn, inline: this runs every step
-            credit = tier.credit + tier.budget * wall
-            tier.credit = credit if credit < tier.allowance else tier.allowance
+        if usual is not None:
+            wall = min(wall, 2 * usual + last_measuring)
+        self.stats.earn(wall)
+        self.activations.earn(wall)
         if plain or last_step == 0:
             return  # step 0 pays every first-call cost: not a usual cost (nothing was spent)
         extra = last_measuring if usual is None else max(last_measuring, wall - usual)

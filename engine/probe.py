@@ -40,7 +40,7 @@ from engine.readout import (
     queue_weights,
     store,
 )
-from engine.recording import blank_layers, make_record, sentinel_record
+from engine.recording import blank_layers, make_record
 from engine.records import StepRecord
 from engine.sentinels import flat_sentinels, step_sentinels
 from engine.stats import cpu_norm, weight_layers
@@ -241,8 +241,6 @@ class GradientProbe:
         """Read what the step measured (one host copy) and build its record."""
         pending, self._pending = self._pending, None
         q, found = pending if pending is not None else (None, {"present": (), "raw_norms": []})
-        if q is None and extra is None and "raw_total" in found and "loss" in found:
-            return sentinel_record(self, found, epoch)  # most steps of a fast run
         if q is None and ("loss" not in found or extra is not None):
             q = ReadQueue()
         if "loss" not in found:

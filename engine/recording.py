@@ -11,7 +11,7 @@ from engine.records import LayerStats, StepRecord
 def make_record(probe, f: dict, epoch: int) -> StepRecord:
     """The StepRecord of `probe`'s current step from `f`, the values its queue read."""
     if "raw_total" in f:
-        return sentinel_record(probe, f, epoch)
+        return _sentinel_record(probe, f, epoch)
     raw_norms = f["raw_norms"]
     applied_norms = f.get("applied_norms", raw_norms)
     slots = probe._slots(f["present"])
@@ -68,8 +68,8 @@ def make_record(probe, f: dict, epoch: int) -> StepRecord:
     )
 
 
-def sentinel_record(probe, f: dict, epoch: int) -> StepRecord:
-    """The record of a step that carried the sentinels only: the loss and the total norms."""
+def _sentinel_record(probe, f: dict, epoch: int) -> StepRecord:
+    # A step that carried the sentinels only: the loss and the total norms.
     raw_total = f["raw_total"][0]
     return _fast(
         StepRecord,
