@@ -7,7 +7,7 @@ records, see benchmarks.synthetic) are handed to a headless GradTUI at
 - full frame: every visible panel redrawn and the whole screen composed
   (tui.testing.full_frame_ms), the worst a frame can cost;
 - timer frame: one new record appended, then the app's own frame
-  (`refresh_frame`: only panels whose data moved, one plotext plot a frame).
+  (`refresh_frame`: only panels whose data moved, one line plot a frame).
 
 Both views are measured: the gradient plots (default) and the histograms (d).
 Target: <= 50 ms per frame at 120x40, flat in the history's length.

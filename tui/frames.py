@@ -1,8 +1,9 @@
 """One frame's drawing: which panels are visible, and which of them redraw now.
 
 Cheap panels (status, flow bars, histograms) redraw whenever their data
-moved. The plotext plots cost ~10 ms each, so they take turns: at most one
-redraw per frame, the stalest first. A frame therefore costs at most one plot,
+moved. The line plots cost the most (1-3 ms each with ten layers: a series
+per layer read from the history, then rasterized), so they take turns: at
+most one redraw per frame, the stalest first. A frame therefore costs at most one plot,
 whatever the run's length or the number of layers, and every plot still
 catches up within a few frames.
 

@@ -1,7 +1,7 @@
 """Numbers made plottable: non-finite sanitizing, log and symlog transforms, ticks.
 
-Plotext raises on infinity and prints absurd tick labels for values spanning
-thirty decades, so every plot goes through here: values are split into the
+A line cannot be drawn through infinity, and values spanning thirty decades
+need axes that read, so every plot goes through here: values are split into the
 finite points that are drawn and the non-finite ones that are marked, axes
 are transformed (log10, or a symmetric log that keeps the sign), and tick
 labels are written the way a person writes them: 1e-6 … 1e26, 0.69, -1e3.

@@ -1,8 +1,7 @@
 """Plot d: the gradient flow now, one bar per layer of the latest gradient norm.
 
-Drawn by hand with block characters (an eighth of a cell of resolution)
-instead of plotext: it is redrawn on every frame and costs well under a
-millisecond. The axis is log10, layers run input → output left to right, so
+Drawn by hand with block characters (an eighth of a cell of resolution):
+it is redrawn on every frame and costs well under a millisecond. The axis is log10, layers run input → output left to right, so
 a vanishing gradient reads as a slope rising to the right at a glance. With
 clipping on, each layer shows its raw norm (shaded) beside the applied one.
 A white tick marks each layer's norm at step 0, so the starting profile

@@ -1,7 +1,7 @@
-"""The base of the plotext line plots: axes, decimation, non-finite markers, legend.
+"""The base of the line plots: axes, decimation, non-finite markers, legend.
 
 Each subclass turns the history into a few `Line`s in axis units (already log
-or symlog transformed); this class draws them with plotext, sets ticks the
+or symlog transformed); this class draws them (tui.line_chart), sets ticks the
 way a person writes them, and marks every NaN/inf point on the top edge in
 the line's colour with a label at the first one, so nothing is silently
 dropped. The legend lives in the panel's bottom border.
@@ -9,16 +9,11 @@ dropped. The legend lives in the panel's bottom border.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from textual.app import ComposeResult
-from textual.color import Color
-from textual.geometry import Region
-from textual.strip import Strip
-from textual_plotext import PlotextPlot
 
+from tui.line_chart import LineChart, empty_chart
 from tui.plotting import (
     NONFINITE_MARK,
     padded_range,
@@ -28,7 +23,7 @@ from tui.plotting import (
 )
 from tui.widgets.panel import FrameContext, HistoryPanel
 
-# Columns plotext takes for the y tick labels and the axis; the rest is data.
+# Columns the y tick labels and the axis usually take; the rest is data.
 _Y_LABEL_WIDTH = 7
 
 
@@ -65,55 +60,12 @@ def y_extent(lines: list[Line]) -> tuple[float, float] | None:
     return float(values.min()), float(values.max())
 
 
-class PlotSurface(PlotextPlot):
-    """A PlotextPlot that keeps the CPU time of its renders, for the app's PlotPacer.
-
-    The plot is built when the compositor asks for its lines, after the frame
-    that set it up: that time (plotext, the ANSI text, the strips) is most of
-    a redraw's cost. Lines served from Textual's cache are not counted.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.render_time = 0.0  # CPU seconds of renders not yet taken by the panel
-        self._built = False
-
-    def render(self):
-        """Build the plot (plotext), noting that this paint was a real one."""
-        self._built = True
-        return super().render()
-
-    def render_lines(self, crop: Region) -> list[Strip]:
-        """Textual's lines; timed when they required building the plot."""
-        self._built = False
-        started = time.thread_time()
-        lines = super().render_lines(crop)
-        if self._built:
-            self.render_time += time.thread_time() - started
-        return lines
-
-
 class LinePlotPanel(HistoryPanel):
-    """A plotext plot of some series over steps; subclasses provide `lines` and `y_axis`."""
+    """A line plot of some series over steps; subclasses provide `lines` and `y_axis`."""
 
-    HEAVY = True  # plotext costs ~10 ms a plot: the app redraws one per frame, or fewer
+    HEAVY = True  # the costliest panels: the app redraws one per frame, or fewer
     X_LABEL = "step"
     Y_LABEL = ""
-    DEFAULT_CSS = """
-    LinePlotPanel PlotextPlot { width: 1fr; height: 1fr; }
-    """
-
-    def compose(self) -> ComposeResult:
-        """The plotext surface."""
-        yield PlotSurface()
-
-    def take_render_time(self) -> float:
-        """CPU seconds of the plot's renders since the last call."""
-        surface = self.surface if self.children else None
-        if not isinstance(surface, PlotSurface):
-            return 0.0
-        spent, surface.render_time = surface.render_time, 0.0
-        return spent
 
     def points(self, width: int) -> int:
         """How many points a series is decimated to: one per data column."""
@@ -140,26 +92,16 @@ class LinePlotPanel(HistoryPanel):
         return ""
 
     def draw(self, ctx: FrameContext, width: int, height: int) -> None:
-        """Build the plotext figure; plotext renders it at the next paint."""
-        plot: PlotextPlot = self.surface
-        plt = plot.plt
-        plt.clear_figure()
-        plt.xaxes(True, False)
-        plt.yaxes(True, False)
-        plt.xlabel(self.X_LABEL)
-        plt.ylabel(self.Y_LABEL)
+        """Render the lines, their NaN marks and the axes into the canvas."""
+        chart = LineChart(width, height)
+        chart.labels(self.X_LABEL, self.Y_LABEL)
         lines = self.lines(ctx, self.points(width))
         self.border_subtitle = self._legend(ctx, lines)
         drawn = [line for line in lines if len(line.x)]
         x_range = self.x_limits(ctx, lines)
         if x_range is None:
-            plt.xlim(0, 1)
-            plt.ylim(0, 1)
-            plt.xticks([0], ["0"])
-            plt.yticks([], [])
             hint = "no steps yet: space runs, n steps" if width >= 44 else "no steps yet"
-            plt.text(hint, 0.5, 0.5, alignment="center")
-            plot.refresh()
+            self.surface.show(empty_chart(chart, [hint]))
             return
         x_lo, x_hi = x_range
         if x_hi <= x_lo:
@@ -168,23 +110,20 @@ class LinePlotPanel(HistoryPanel):
         y_lo, y_hi = padded_range(*y_range) if y_range is not None else (-1.0, 1.0)
         rows = max(height - 3, 1)  # the axis, tick labels and axis labels take 3
         top = y_hi + (y_hi - y_lo) / max(rows, 1)  # a spare row for NaN markers
-        plt.xlim(x_lo, x_hi)
-        plt.ylim(y_lo, top)
+        chart.limits(x_lo, x_hi, y_lo, top)
         x_ticks, x_labels = step_ticks(x_lo, x_hi, max(2, (width - _Y_LABEL_WIDTH) // 9))
-        plt.xticks(x_ticks, x_labels)
         y_ticks, y_labels = self.y_axis(y_lo, y_hi, max(2, rows // 2 + 1))
-        plt.yticks(y_ticks, y_labels)
+        chart.ticks(x_ticks, x_labels, y_ticks, y_labels)
         for line in drawn:
             if len(line.x) == 1:
-                plt.scatter(line.x.tolist(), line.y.tolist(), marker="●", color=line.color)
+                chart.points(line.x, line.y, "●", line.color)
             else:
-                plt.plot(line.x.tolist(), line.y.tolist(), marker=line.marker, color=line.color)
+                chart.line(line.x, line.y, line.color, line.marker)
         firsts: dict[float, list[Line]] = {}
         for line in lines:
             if len(line.bad_x):
-                marks = line.bad_x.tolist()
-                plt.scatter(marks, [top] * len(marks), marker=NONFINITE_MARK, color=line.color)
-                firsts.setdefault(marks[0], []).append(line)
+                chart.points(line.bad_x, np.full(len(line.bad_x), top), NONFINITE_MARK, line.color)
+                firsts.setdefault(float(line.bad_x[0]), []).append(line)
         # A decimated point stands for a span of steps; its step is then approximate.
         exact = not drawn or all(len(line.x) < 2 or line.x[-1] - line.x[-2] <= 1 for line in drawn)
         for first, group in sorted(firsts.items()):
@@ -192,19 +131,8 @@ class LinePlotPanel(HistoryPanel):
             names = " ".join(dict.fromkeys(line.name for line in group))
             label = f"{names} NaN@{'' if exact else '~'}{step_label(first)}"
             right = (first - x_lo) / (x_hi - x_lo) > 0.5  # keep the label inside the plot
-            plt.text(
-                label,
-                first,
-                top,
-                color=group[0].color,
-                background=self._canvas_rgb(),
-                alignment="right" if right else "left",
-            )
-        plot.refresh()
-
-    def _canvas_rgb(self) -> tuple[int, int, int]:
-        """The plot's background (text labels would otherwise get plotext's white)."""
-        return Color.parse(self.app.theme_variables.get("surface", "black")).rgb
+            chart.text(label, first, top, group[0].color, "right" if right else "left")
+        self.surface.show(chart.cells())
 
     def _legend(self, ctx: FrameContext, lines: list[Line]) -> str:
         parts = []

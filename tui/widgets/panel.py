@@ -133,7 +133,7 @@ class HistoryPanel(Widget):
     """
 
     TITLE = ""
-    HEAVY = False  # True for plotext plots: the app spreads their redraws over frames
+    HEAVY = False  # True for the line plots: the app spreads their redraws over frames
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -164,7 +164,7 @@ class HistoryPanel(Widget):
         return super().refresh(*regions, **kwargs)
 
     def compose(self) -> ComposeResult:
-        """One canvas by default; plotext panels compose a PlotextPlot instead."""
+        """One canvas, which the panel fills with Cells."""
         yield Canvas()
 
     @property

@@ -16,6 +16,7 @@ import numpy as np
 
 from engine.diagnosis import SATURATION, TYPICAL_UPDATE
 from engine.diagnosis_facts import module_of
+from tui.line_chart import LineChart, empty_chart
 from tui.plotting import log10_positive, log_ticks, nice_ticks, split_finite
 from tui.widgets.line_plot import Line, LinePlotPanel, x_extent, y_extent
 from tui.widgets.panel import FrameContext
@@ -113,15 +114,10 @@ class SaturationPlot(LinePlotPanel):
         if activation in _SATURATING:
             super().draw(ctx, width, height)
             return
-        plt = self.surface.plt
-        plt.clear_figure()
-        plt.xlim(0, 1)
-        plt.ylim(0, 1)
-        plt.xticks([0], ["0"])
-        plt.yticks([], [])
-        message = f"{activation} has no bounded output" if width >= 40 else activation
-        plt.text(message, 0.5, 0.6, alignment="center")
+        messages = [f"{activation} has no bounded output" if width >= 40 else activation]
         if width >= 40:
-            plt.text("(saturation: sigmoid/tanh only)", 0.5, 0.35, alignment="center")
+            messages.append("(saturation: sigmoid/tanh only)")
         self.border_subtitle = ""
-        self.surface.refresh()
+        chart = LineChart(width, height)
+        chart.labels(self.X_LABEL, self.Y_LABEL)
+        self.surface.show(empty_chart(chart, messages))
