@@ -17,6 +17,7 @@ whose trainable parameters are few, on one device, in one dtype.
 from __future__ import annotations
 
 import math
+import operator
 
 import torch
 from torch import nn
@@ -25,6 +26,7 @@ FLAT_BELOW = 1 << 20  # trainable elements: larger models keep autograd's own gr
 SERIAL_BELOW = 1 << 17  # elements: smaller buffers are zeroed without the thread pool
 _TORCH_GRAIN = 32768  # at::internal::GRAIN_SIZE: torch fills no fewer elements in parallel
 _MKL_SERIAL_DOT = 8192  # MKL's sdot ran on one thread up to 8,000 elements, on two from 16,000
+_GRAD = operator.attrgetter("grad")
 
 
 class FlatGradients:
@@ -41,6 +43,7 @@ class FlatGradients:
         # fill (and the bare loop it is measured against runs no fill at all).
         piece = _TORCH_GRAIN if total <= SERIAL_BELOW else total
         self._pieces = [self.buffer[i : i + piece] for i in range(0, total, piece)]
+        self._one_piece = len(self._pieces) == 1
         # A small CPU float buffer's norm is a BLAS dot product (see host_norm).
         floats = first.dtype in (torch.float32, torch.float64)
         self._dot = self.device_type == "cpu" and floats and total < _MKL_SERIAL_DOT
@@ -68,14 +71,20 @@ class FlatGradients:
         With `.grad` defined and grad mode off, autograd adds backward's
         gradient into it in place, so the views keep the buffer current.
         """
-        torch._foreach_zero_(self._pieces)
-        for p, view in zip(self.params, self.views, strict=True):
-            if p.grad is not view:
-                p.grad = view
+        if self._one_piece:
+            self.buffer.zero_()
+        else:
+            torch._foreach_zero_(self._pieces)
+        if not self.intact():
+            for p, view in zip(self.params, self.views, strict=True):
+                if p.grad is not view:
+                    p.grad = view
 
     def intact(self) -> bool:
         """Whether every `.grad` is still its view (nothing swapped one out since zero)."""
-        return all(p.grad is view for p, view in zip(self.params, self.views, strict=True))
+        # All in C: a Python loop over the parameters cost ~2 us a step right after
+        # the optimizer's step (the regression model's zero went from 5.4 to 3.7 us).
+        return all(map(operator.is_, map(_GRAD, self.params), self.views))
 
     def attached(self) -> bool:
         """A cheap `intact` for the owner's own loop: the first gradient is still its view.
