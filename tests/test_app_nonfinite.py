@@ -73,7 +73,8 @@ def test_frames_read_a_bounded_view_of_a_long_history(monkeypatch):
             monkeypatch.setattr(History, "series", spy)
             app.refresh_frame(force=True)
             assert requested
-            assert all(points <= width and length <= points for points, length in requested)
+            # At most one point per braille dot column: two per cell.
+            assert all(points <= 2 * width and length <= points for points, length in requested)
 
             assert np.isfinite(app.frame_ms)
 

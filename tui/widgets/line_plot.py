@@ -68,8 +68,8 @@ class LinePlotPanel(HistoryPanel):
     Y_LABEL = ""
 
     def points(self, width: int) -> int:
-        """How many points a series is decimated to: one per data column."""
-        return max(8, width - _Y_LABEL_WIDTH)
+        """How many points a series is decimated to: one per braille dot column (two a cell)."""
+        return max(8, 2 * (width - _Y_LABEL_WIDTH))
 
     def lines(self, ctx: FrameContext, points: int) -> list[Line]:
         """The series to draw, in axis units."""
