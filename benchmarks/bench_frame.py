@@ -27,7 +27,7 @@ from benchmarks.synthetic import LAYERS, records
 
 LENGTHS = (1_000, 100_000, 1_000_000)
 SIZES = ((120, 40), (200, 60))
-FRAMES = 7
+FRAMES = 5
 TARGET = "<= 50"  # ms, at 120x40
 
 
@@ -82,7 +82,7 @@ def run(quick: bool = False, emit=None) -> list[Result]:
     except ImportError as exc:  # the dashboard is optional for the engine's benchmarks
         return [Result("frame", "dashboard frame", None, "ms", note=f"tui.app missing: {exc}")]
     lengths = LENGTHS[:2] if quick else LENGTHS
-    frames = 5 if quick else FRAMES
+    frames = 3 if quick else FRAMES
     results = []
     for length, history in _histories(lengths):
         for size in SIZES:

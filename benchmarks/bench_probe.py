@@ -36,15 +36,17 @@ REGRESSION = RunConfig(
 LARGE = RunConfig(n_layers=8, hidden_units=1024, n_samples=1024, batch_size=256)
 
 # model -> (config, [(variant set, steps per block, rounds), ...])
-# More rounds where the spread of this VM's step times made the median move
-# by more than the margin to its target (the IQRs of sessions 3-5).
+# Rounds: more for the regression engine step and the large MLP's every-step
+# set (7 and 6 before session 5), whose medians moved past their margins with
+# this VM's spread; no more anywhere, since the whole command must stay under
+# five minutes in the VM's slow minutes too (296 s once, with 11/11/10 here).
 PLANS = {
-    "block": (RunConfig(), [("probe", 50, 11), ("alternatives", 50, 3), ("engine", 50, 7)]),
+    "block": (RunConfig(), [("probe", 50, 9), ("alternatives", 50, 3), ("engine", 50, 7)]),
     "regression": (
-        REGRESSION, [("probe", 300, 9), ("alternatives", 300, 3), ("engine", 300, 11)],
+        REGRESSION, [("probe", 300, 9), ("alternatives", 300, 3), ("engine", 300, 9)],
     ),
     "large MLP": (
-        LARGE, [("every step", 2, 10), ("sampled", 10, 2), ("alternatives", 2, 1)],
+        LARGE, [("every step", 2, 8), ("sampled", 10, 2), ("alternatives", 2, 1)],
     ),
 }  # fmt: skip
 EVERY_TARGET = {"block": "<= 1.05", "large MLP": "<= 1.02"}  # issue 4's targets
