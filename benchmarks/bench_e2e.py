@@ -7,8 +7,9 @@ importing nothing of gradtui. Wall time from launch to exit, start-up
 included, as a user would time them; each figure is the median of the
 ratios of one round's `gradtui run` to one bare script.
 
-- sigmoid-normal: the default preset, the block model on the ball, full batch;
-- standardized at 60 epochs (1,920 steps of batch 32): the small regression
+- sigmoid-normal: the default preset, the block model on the ball, full batch,
+  600 steps;
+- standardized at 45 epochs (1,440 steps of batch 32): the small regression
   model, against two bare loops: plain tensor slicing (the strictest) and the
   source's `DataLoader(shuffle=True)`.
 
@@ -111,9 +112,11 @@ print(last)
 
 # (preset, label, epochs, [(what the bare script is, its text, its constants), ...]):
 # one `gradtui run` a round, timed against each bare script of its preset.
+# Runs of a few seconds: fifteen processes must fit the command's five minutes
+# (run M of session 5, at 1,000 steps and 60 epochs, took 88 s here alone).
 CASES = (
-    ("sigmoid-normal", "sigmoid-normal (1000 steps)", 1000, [("", _BALL, {})]),
-    ("standardized", "standardized (1920 steps)", 60, [
+    ("sigmoid-normal", "sigmoid-normal (600 steps)", 600, [("", _BALL, {})]),
+    ("standardized", "standardized (1440 steps)", 45, [
         ("vs plain tensors", _REGRESSION, {"LOADER": False}),
         ("vs DataLoader", _REGRESSION, {"LOADER": True}),
     ]),

@@ -38,9 +38,9 @@ import time
 from benchmarks.common import Result, median_and_spread
 
 PRESETS = ("sigmoid-normal", "standardized")  # the block model; the regression model
-SECONDS = 1.5  # the timed window of each process
-SETTLE = 0.5  # seconds trained before the window
-TOGGLE_PAIRS, TOGGLE_WINDOW = 8, 0.3  # frames on / frames off, in the first dashboard
+SECONDS = 1.0  # the timed window of each process
+SETTLE = 0.3  # seconds trained before the window
+TOGGLE_PAIRS, TOGGLE_WINDOW = 6, 0.3  # frames on / frames off, in the first dashboard
 WARM_STEPS = 20
 TARGET = ">= 0.8"
 
@@ -127,7 +127,7 @@ def run(quick: bool = False, emit=None) -> list[Result]:
     except ImportError as exc:
         return [Result("engine_ui", "engine under the dashboard", None, "x", note=str(exc))]
     rounds = 2 if quick else 3
-    seconds = 1.0 if quick else SECONDS
+    seconds = 0.7 if quick else SECONDS
     results = []
     for preset in PRESETS:
         ratios, rates, held, on_off = [], [], [], []
