@@ -39,7 +39,7 @@ from benchmarks.common import Result, median_and_spread
 
 PRESETS = ("sigmoid-normal", "standardized")  # the block model; the regression model
 SECONDS = 1.0  # the timed window of each process
-SETTLE = 0.3  # seconds trained before the window
+SETTLE = 0.5  # seconds trained before the window: past the first, heavier frames
 TOGGLE_PAIRS, TOGGLE_WINDOW = 6, 0.3  # frames on / frames off, in the first dashboard
 WARM_STEPS = 20
 TARGET = ">= 0.8"
