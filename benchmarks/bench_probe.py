@@ -55,6 +55,7 @@ EVERY_TARGET = {"block": "<= 1.05", "large MLP": "<= 1.02"}  # issue 4's targets
 DEFAULT_TARGET = "<= 1.05"
 SOURCE_FACTOR = 10.0  # gradtui's overhead at least 10x below the source's way
 OVERHEAD_FLOOR = 0.005  # overheads below the noise count as this, not as 0
+WARM_STEPS = 5  # untimed steps of each variant before its set's rounds
 SETTLE_SECONDS = 1.0  # budgeted variants run this long untimed first: a long run's steady state
 
 
@@ -116,9 +117,13 @@ def measure(model: str, quick: bool, emit=None) -> list[Result]:
         for variant in named.values():
             if getattr(variant, "policy", None) is not None or isinstance(variant, Engine):
                 variant.settle(SETTLE_SECONDS)
+        # A few untimed steps of each variant take its first-call costs (a whole
+        # block each, as `interleaved` would warm up, cost ~10 s of the command).
+        for variant in (baseline, *named.values()):
+            block_runner(variant, min(steps, WARM_STEPS))()
         runners = {name: block_runner(v, steps) for name, v in named.items()}
         bare_times: list[float] = []
-        ratios = interleaved(block_runner(baseline, steps), runners, rounds, 1, bare_times)
+        ratios = interleaved(block_runner(baseline, steps), runners, rounds, 0, bare_times)
         bare_ms = statistics.median(bare_times) / steps * 1000
         for name, values in ratios.items():
             med, spread = median_and_spread(values)
