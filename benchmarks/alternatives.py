@@ -6,6 +6,7 @@ add_histogram per layer per step, and per-layer `.item()` statistics.
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import tempfile
 
@@ -51,6 +52,11 @@ class Source(Variant):
 
 class TensorBoard(Variant):
     """SummaryWriter.add_histogram of every layer's weight gradient, every step."""
+
+    @staticmethod
+    def available() -> bool:
+        """Whether tensorboard can be imported (`bash setup.sh --bench` installs it)."""
+        return importlib.util.find_spec("tensorboard") is not None
 
     def start(self) -> None:
         from torch.utils.tensorboard import SummaryWriter

@@ -53,6 +53,8 @@ PLANS = {
 }  # fmt: skip
 EVERY_TARGET = {"block": "<= 1.05", "large MLP": "<= 1.02"}  # issue 4's targets
 DEFAULT_TARGET = "<= 1.05"
+TENSORBOARD = "TensorBoard add_histogram"
+NO_TENSORBOARD = "skipped: tensorboard is not installed (bash setup.sh --bench)"
 SOURCE_FACTOR = 10.0  # gradtui's overhead at least 10x below the source's way
 OVERHEAD_FLOOR = 0.005  # overheads below the noise count as this, not as 0
 WARM_STEPS = 5  # untimed steps of each variant before its set's rounds
@@ -81,9 +83,10 @@ def variants(kind: str, loop: Loop, config: RunConfig) -> tuple[dict, object]:
         out = {
             "source's way (grad.tolist())": Source(loop, "tolist"),
             "source's way, clone()": Source(loop, "clone"),
-            "TensorBoard add_histogram": TensorBoard(loop),
             "naive per-layer .item()": Naive(loop),
         }
+        if TensorBoard.available():
+            out[TENSORBOARD] = TensorBoard(loop)
         if config is not LARGE:
             out["everything every step"] = Probe(loop, 1, 1)
         return out, Bare(loop)
@@ -125,6 +128,13 @@ def measure(model: str, quick: bool, emit=None) -> list[Result]:
         bare_times: list[float] = []
         ratios = interleaved(block_runner(baseline, steps), runners, rounds, 0, bare_times)
         bare_ms = statistics.median(bare_times) / steps * 1000
+        if kind == "alternatives" and TENSORBOARD not in named:
+            result = Result(
+                "probe", f"{model}: {TENSORBOARD} / bare", None, "x", note=NO_TENSORBOARD
+            )
+            results.append(result)
+            if emit is not None:
+                emit(result)
         for name, values in ratios.items():
             med, spread = median_and_spread(values)
             spread += f"; bare {bare_ms:.3g} ms/step"
