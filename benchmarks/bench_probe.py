@@ -54,7 +54,7 @@ PLANS = {
 EVERY_TARGET = {"block": "<= 1.05", "large MLP": "<= 1.02"}  # issue 4's targets
 DEFAULT_TARGET = "<= 1.05"
 TENSORBOARD = "TensorBoard add_histogram"
-NO_TENSORBOARD = "skipped: tensorboard is not installed (bash setup.sh --bench)"
+NO_TENSORBOARD = "tensorboard is not installed: bash setup.sh --bench"
 SOURCE_FACTOR = 10.0  # gradtui's overhead at least 10x below the source's way
 OVERHEAD_FLOOR = 0.005  # overheads below the noise count as this, not as 0
 WARM_STEPS = 5  # untimed steps of each variant before its set's rounds
