@@ -5,13 +5,6 @@
 # CPU build torch==2.13.0 is installed first, so pip never pulls a CUDA build.
 set -euo pipefail
 cd "$(dirname "$0")"
-python=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-    "$python" -m venv --system-site-packages .venv
-fi
-if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
-    .venv/bin/pip install --quiet torch==2.13.0
-fi
 extras=()
 for arg in "$@"; do
     case "$arg" in
@@ -24,4 +17,21 @@ extra=""
 if [ ${#extras[@]} -gt 0 ]; then
     extra="[$(IFS=,; echo "${extras[*]}")]"
 fi
-.venv/bin/pip install --quiet --disable-pip-version-check -e ".${extra}" 2>&1 | grep -v "is ignored: it is neither" || true
+# pip's notes about this machine's unused package locations are noise here.
+quiet_pip() {
+    .venv/bin/pip install --quiet --disable-pip-version-check "$@" 2>&1 \
+        | grep -v "is ignored: it is neither" || true
+}
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$python" -m venv --system-site-packages .venv
+fi
+if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
+    quiet_pip torch==2.13.0
+    # Without it, the install below would fetch torch's multi-GB CUDA build.
+    .venv/bin/python -c "import torch" >/dev/null 2>&1 \
+        || { echo "setup.sh: installing torch==2.13.0 failed" >&2; exit 1; }
+fi
+quiet_pip -e ".${extra}"
+.venv/bin/python -c "import tui.app" >/dev/null 2>&1 \
+    || { echo "setup.sh: installing gradtui failed (see pip's messages above)" >&2; exit 1; }
