@@ -1,7 +1,7 @@
 """Run every benchmark of issue 4 and print each figure: `.venv/bin/python -m benchmarks`.
 
 Options:
-  --quick            fewer rounds and shorter histories (a smoke run, ~1.5 min)
+  --quick            fewer rounds and shorter histories (a smoke run, ~2 min)
   --only a,b         some of: check, probe, e2e, frame, engine_ui, memory, startup, gpu
   --threads N        torch intra-op threads (default: torch's own default)
   --clock cpu        time training blocks in process CPU time, not wall time
