@@ -73,7 +73,7 @@ async def _measure(histories: dict, size, frames: int) -> dict[tuple[int, str], 
                     await pilot.pause()
                     full_frame_ms(app)  # the switch's own work (a layout, cold caches) apart
                     full = full_frame_ms(app)
-                    history.append(next(iter(records(1, LAYERS, start=history.count))))
+                    history.append(next(records(1, LAYERS, start=history.count)))
                     started = time.perf_counter()
                     app.refresh_frame()
                     app.screen._compositor.render_update(full=False)

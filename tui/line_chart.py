@@ -62,8 +62,7 @@ class LineChart:
     # -- content -----------------------------------------------------------
     def line(self, x, y, color: tuple[int, int, int], marker: str = "braille") -> None:
         """A line through the points, in braille dots, or in `marker` characters."""
-        kind = "braille" if marker == "braille" else marker
-        self._layers.append((kind, rich_color(color), *_finite(x, y)))
+        self._layers.append((marker, rich_color(color), *_finite(x, y)))
 
     def points(self, x, y, char: str, color: tuple[int, int, int]) -> None:
         """A character at each point, unconnected (single points, NaN marks)."""
@@ -89,6 +88,11 @@ class LineChart:
             py = (self.y_hi - y) / (self.y_hi - self.y_lo) * (rows - 1)
         # Far-off points are pulled in: the visible part of their segments barely moves.
         return np.clip(px, -1e6, 1e6), np.clip(py, -1e6, 1e6)
+
+    def _cell(self, x: float, y: float, cols: int, rows: int) -> tuple[int, int]:
+        """(column, row) of the data-area cell that the point (x, y) falls in."""
+        px, py = self._dots(np.array([x], dtype=float), np.array([y], dtype=float), cols, rows)
+        return int(round(float(px[0]))), int(round(float(py[0])))
 
     # -- output ------------------------------------------------------------
     def cells(self) -> Cells:
@@ -163,7 +167,7 @@ class LineChart:
         axis = gutter - 1
         tick_rows = {}
         for value, label in self.y_ticks:
-            row = int(round(float(self._dots(np.zeros(1), np.array([value]), 2, rows)[1][0])))
+            row = self._cell(self.x_lo, value, cols, rows)[1]
             if 0 <= row < rows:
                 tick_rows[row] = label
         for r in range(rows):
@@ -177,8 +181,7 @@ class LineChart:
             bottom[gutter + c] = "─"
         free_from = 0  # step labels must not run into each other
         for value, label in self.x_ticks:
-            column = float(self._dots(np.array([value]), np.zeros(1), cols, 2)[0][0])
-            column = int(round(column))
+            column = self._cell(value, self.y_lo, cols, rows)[0]
             if not 0 <= column < cols:
                 continue
             bottom[gutter + column] = "┬"
@@ -195,8 +198,7 @@ class LineChart:
         """Labels over the data area, kept inside it."""
         for label, x, y, style, alignment in self._texts:
             label = label[:cols]
-            px, py = self._dots(np.array([x]), np.array([y]), cols, rows)
-            column, row = int(round(float(px[0]))), int(round(float(py[0])))
+            column, row = self._cell(x, y, cols, rows)
             if alignment == "right":
                 column -= len(label) - 1
             elif alignment == "center":

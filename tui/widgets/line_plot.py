@@ -93,24 +93,22 @@ class LinePlotPanel(HistoryPanel):
 
     def draw(self, ctx: FrameContext, width: int, height: int) -> None:
         """Render the lines, their NaN marks and the axes into the canvas."""
-        chart = LineChart(width, height)
-        chart.labels(self.X_LABEL, self.Y_LABEL)
         lines = self.lines(ctx, self.points(width))
         self.border_subtitle = self._legend(ctx, lines)
         drawn = [line for line in lines if len(line.x)]
         x_range = self.x_limits(ctx, lines)
         if x_range is None:
             hint = "no steps yet: space runs, n steps" if width >= 44 else "no steps yet"
-            self.surface.show(empty_chart(chart, [hint]))
+            self.show_empty(width, height, [hint])
             return
-        x_lo, x_hi = x_range
-        if x_hi <= x_lo:
-            x_lo, x_hi = x_lo - 1, x_hi + 1
+        chart = LineChart(width, height)
+        chart.labels(self.X_LABEL, self.Y_LABEL)
         y_range = self.y_limits(ctx, lines)
         y_lo, y_hi = padded_range(*y_range) if y_range is not None else (-1.0, 1.0)
         rows = max(height - 3, 1)  # the axis, tick labels and axis labels take 3
         top = y_hi + (y_hi - y_lo) / max(rows, 1)  # a spare row for NaN markers
-        chart.limits(x_lo, x_hi, y_lo, top)
+        chart.limits(*x_range, y_lo, top)
+        x_lo, x_hi = chart.x_lo, chart.x_hi  # a single step's span widened
         x_ticks, x_labels = step_ticks(x_lo, x_hi, max(2, (width - _Y_LABEL_WIDTH) // 9))
         y_ticks, y_labels = self.y_axis(y_lo, y_hi, max(2, rows // 2 + 1))
         chart.ticks(x_ticks, x_labels, y_ticks, y_labels)
@@ -133,6 +131,12 @@ class LinePlotPanel(HistoryPanel):
             right = (first - x_lo) / (x_hi - x_lo) > 0.5  # keep the label inside the plot
             chart.text(label, first, top, group[0].color, "right" if right else "left")
         self.surface.show(chart.cells())
+
+    def show_empty(self, width: int, height: int, messages: list[str]) -> None:
+        """Bare axes with `messages` in the middle: a plot with nothing to draw."""
+        chart = LineChart(width, height)
+        chart.labels(self.X_LABEL, self.Y_LABEL)
+        self.surface.show(empty_chart(chart, messages))
 
     def _legend(self, ctx: FrameContext, lines: list[Line]) -> str:
         parts = []

@@ -16,7 +16,6 @@ import numpy as np
 
 from engine.diagnosis import SATURATION, TYPICAL_UPDATE
 from engine.diagnosis_facts import module_of
-from tui.line_chart import LineChart, empty_chart
 from tui.plotting import log10_positive, log_ticks, nice_ticks, split_finite
 from tui.widgets.line_plot import Line, LinePlotPanel, x_extent, y_extent
 from tui.widgets.panel import FrameContext
@@ -118,6 +117,4 @@ class SaturationPlot(LinePlotPanel):
         if width >= 40:
             messages.append("(saturation: sigmoid/tanh only)")
         self.border_subtitle = ""
-        chart = LineChart(width, height)
-        chart.labels(self.X_LABEL, self.Y_LABEL)
-        self.surface.show(empty_chart(chart, messages))
+        self.show_empty(width, height, messages)
