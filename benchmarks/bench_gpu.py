@@ -7,13 +7,16 @@ Skipped (one line, no failure) where torch sees no CUDA device. Otherwise:
   bench_probe (on a GPU the loop's own `loss.item()` is its one sync too);
 - synchronizations: with `torch.cuda.set_sync_debug_mode("warn")`, every
   synchronizing call warns; a sentinel step, a captured step and an
-  activation step of the probe must each warn exactly once (their one read).
+  activation step of the probe must each warn exactly once (their one read),
+  and so must every step the Trainer takes (what `gradtui run` drives) on
+  two presets, one of them clipping.
 
 Run alone: `.venv/bin/python -m benchmarks.bench_gpu [--quick]`.
 """
 
 from __future__ import annotations
 
+import statistics
 import sys
 import warnings
 
@@ -65,32 +68,83 @@ def sync_counts() -> dict[str, int]:
     return counts
 
 
+def trainer_syncs(preset: str, steps: int) -> dict[str, tuple[int, int]]:
+    """Synchronizing calls per Trainer step, by the kind of step: {kind: (most, steps)}.
+
+    The Trainer is what `gradtui run` and the dashboard drive; on a GPU box
+    `device=auto` trains there. Its time-budgeted policy decides which steps
+    capture, so every kind of step it took is counted.
+    """
+    import torch
+
+    from engine.presets import get_preset
+    from engine.trainer import Trainer
+
+    trainer = Trainer(get_preset(preset).config.replace(device="cuda"))
+    seen: dict[str, tuple[int, int]] = {}
+    try:
+        for _ in range(min(steps, trainer.total_steps)):
+            torch.cuda.synchronize()
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                torch.cuda.set_sync_debug_mode("warn")
+                try:
+                    record = trainer.step()
+                finally:
+                    torch.cuda.set_sync_debug_mode("default")
+            n = sum("synchroniz" in str(w.message) for w in caught)
+            if record.activations_captured:
+                kind = "activation step"
+            elif record.captured:
+                kind = "captured step"
+            else:
+                kind = "sentinel step"
+            most, count = seen.get(kind, (0, 0))
+            seen[kind] = (max(most, n), count + 1)
+    finally:
+        trainer.close()
+    return seen
+
+
 def overhead(quick: bool) -> list[Result]:
-    """Bare against the probe on the GPU, interleaved."""
+    """Bare against the probe, and the Trainer's step against a bare loop, on the GPU."""
     from benchmarks.bench_probe import DEFAULTS, PLANS
-    from benchmarks.loops import NEVER, Bare, Loop, Probe, block_runner
+    from benchmarks.loops import NEVER, Bare, Engine, EngineBare, Loop, Probe, block_runner
 
     results = []
     for model in ("block", "large MLP"):
-        config = PLANS[model][0]
+        config = PLANS[model][0].replace(device="cuda")
         loop = Loop(config)
         loop.to("cuda")
-        steps, rounds = 50, (3 if quick else 9)
+        # A GPU step of these models is a few milliseconds at most: blocks of
+        # 150 steps keep a block well above the timer's and the launches' jitter.
+        steps, rounds = (50, 3) if quick else (150, 7)
         bare = block_runner(Bare(loop), steps)
         runners = {
+            "sentinels only": block_runner(Probe(loop, NEVER, NEVER), steps),
             "stats every step": block_runner(Probe(loop, 1, NEVER), steps),
             "default policy": block_runner(
                 Probe(loop, DEFAULTS.capture_every, DEFAULTS.activation_every, budgeted=True),
                 steps,
             ),
         }
-        for name, values in interleaved(bare, runners, rounds).items():
-            med, spread = median_and_spread(values)
-            target = "<= 1.05" if name == "default policy" else ""
-            results.append(
-                Result("gpu", f"cuda {model}: {name} / bare", med, "x", target,
-                       check(med, target), spread)
-            )  # fmt: skip
+        results += _ratios(model, bare, runners, rounds, steps)
+        engine = {"engine step, default policy": block_runner(Engine(config), steps)}
+        results += _ratios(model, block_runner(EngineBare(config), steps), engine, rounds, steps)
+    return results
+
+
+def _ratios(model: str, bare, runners: dict, rounds: int, steps: int) -> list[Result]:
+    bare_times: list[float] = []
+    results = []
+    for name, values in interleaved(bare, runners, rounds, baseline_times=bare_times).items():
+        med, spread = median_and_spread(values)
+        target = "<= 1.05" if "default policy" in name else ""
+        ms = 1000 * statistics.median(bare_times) / steps
+        results.append(
+            Result("gpu", f"cuda {model}: {name} / bare", med, "x", target,
+                   check(med, target), f"{spread}; bare {ms:.3f} ms/step")
+        )  # fmt: skip
     return results
 
 
@@ -105,6 +159,12 @@ def run(quick: bool = False, emit=None) -> list[Result]:
             results.append(
                 Result("gpu", f"cuda syncs in a {kind}", float(n), "calls", "<= 1", n <= 1)
             )
+        for preset in ("sigmoid-normal", "clip-norm"):
+            for kind, (most, count) in trainer_syncs(preset, 60 if quick else 200).items():
+                results.append(
+                    Result("gpu", f"cuda syncs in a Trainer {kind}, {preset}", float(most),
+                           "calls", "<= 1", most <= 1, f"most in one step, over {count} steps")
+                )  # fmt: skip
         results += overhead(quick)
     for result in results:
         if emit is not None:

@@ -29,11 +29,14 @@ from benchmarks.loops import NEVER, Bare, Engine, EngineBare, Loop, Probe, block
 from engine.config import RunConfig
 
 DEFAULTS = RunConfig()  # the capture policy the Trainer uses unless told otherwise
+# On the CPU even on a GPU box, where `auto` would put the Trainer's engine
+# variants on the GPU beside CPU loops (bench_gpu measures the GPU).
+BLOCK = RunConfig(device="cpu")
 REGRESSION = RunConfig(
     dataset="regression", model="shallow", hidden_units=15, batch_size=32,
-    standardize_target=True,
+    standardize_target=True, device="cpu",
 )  # fmt: skip
-LARGE = RunConfig(n_layers=8, hidden_units=1024, n_samples=1024, batch_size=256)
+LARGE = RunConfig(n_layers=8, hidden_units=1024, n_samples=1024, batch_size=256, device="cpu")
 
 # model -> (config, [(variant set, steps per block, rounds), ...])
 # Rounds: more for the regression engine step and the large MLP's every-step
@@ -43,7 +46,7 @@ LARGE = RunConfig(n_layers=8, hidden_units=1024, n_samples=1024, batch_size=256)
 # The regression model's alternatives run 100-step blocks: at TensorBoard's
 # ~13x, 300-step blocks took 3 s a round.
 PLANS = {
-    "block": (RunConfig(), [("probe", 50, 9), ("alternatives", 50, 3), ("engine", 50, 7)]),
+    "block": (BLOCK, [("probe", 50, 9), ("alternatives", 50, 3), ("engine", 50, 7)]),
     "regression": (
         REGRESSION, [("probe", 300, 9), ("alternatives", 100, 3), ("engine", 300, 9)],
     ),

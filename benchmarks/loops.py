@@ -168,12 +168,17 @@ class EngineBare(Variant):
     """A bare loop drawing its batches as the Trainer does (shuffled epochs included)."""
 
     def __init__(self, config: RunConfig) -> None:
+        from engine.trainer import resolve_device
+
         super().__init__(Loop(config))
+        device = resolve_device(config.device)  # where the Trainer of `config` trains
         X, y = make_tensors(config)
         model, generator = build_model(config)
-        self.loop.model = model
+        self.loop.model = model.to(device)
         self.loop.optimizer = torch.optim.SGD(model.parameters(), lr=config.lr)
-        self.batches = EpochBatches(X, y, config.batch_size, config.shuffle, generator)
+        self.batches = EpochBatches(
+            X.to(device), y.to(device), config.batch_size, config.shuffle, generator
+        )
         self._epoch = iter(())
 
     def step(self) -> None:

@@ -106,7 +106,13 @@ class EpochBatches:
         seed = int(torch.empty((), dtype=torch.int64).random_(generator=self.generator))
         order_rng = torch.Generator()
         order_rng.manual_seed(seed)
-        order = torch.randperm(n, generator=order_rng).to(self.X.device)
+        order = torch.randperm(n, generator=order_rng)
+        if self.X.device.type == "cuda":
+            # From pinned memory the copy is asynchronous: a pageable one would
+            # hold the host until the GPU caught up, a second sync in the step.
+            order = order.pin_memory().to(self.X.device, non_blocking=True)
+        else:
+            order = order.to(self.X.device)
         # One gather an epoch, then views: the same batches as gathering each one,
         # without three tensor operations a step.
         X, y = self.X[order], self.y[order]

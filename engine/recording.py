@@ -56,8 +56,8 @@ def make_record(probe, f: dict, epoch: int) -> StepRecord:
             "step": probe.step,
             "epoch": epoch,
             "loss": f["loss"][0],
-            "grad_norm": _l2(raw_norms),
-            "grad_norm_clipped": _l2(applied_norms),
+            "grad_norm": l2_total(raw_norms),
+            "grad_norm_clipped": l2_total(applied_norms),
             "clipped_frac": clipped_frac,
             "layers": layers,
             "histograms": f.get("hist"),
@@ -127,7 +127,8 @@ def _layer_stats(values: dict) -> LayerStats:
     return _fast(LayerStats, values)
 
 
-def _l2(values: list[float]) -> float:
+def l2_total(values: list[float]) -> float:
+    """The L2 norm of norms (the total of several tensors' norms), inf or NaN as they come."""
     try:
         return math.sqrt(math.fsum(x * x for x in values))
     except (OverflowError, ValueError):

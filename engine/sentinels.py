@@ -14,6 +14,7 @@ import math
 import torch
 
 from engine.readout import ReadQueue, store
+from engine.recording import l2_total
 from engine.stats import cpu_norm
 
 
@@ -42,6 +43,47 @@ def flat_sentinels(probe, loss: torch.Tensor, eager_devices: set[str]) -> dict |
     if clip.changes_gradients:
         clip.apply([raw_total])
         found["applied_total"] = [float(flat.norm())]
+    return found
+
+
+def packed_sentinels(probe, loss: torch.Tensor) -> torch.Tensor | None:
+    """The loss and the gradient norms of a sentinel step off the CPU, in one tensor.
+
+    On a GPU every torch call costs host time (on the H100 of the benchmarks
+    a step of the block model was host-bound), so this path makes the fewest:
+    one norm over the flat buffer (engine.flat_grads), or one `_foreach_norm`
+    whose norms are added up on the host, and one stack with the loss, read
+    by `read_packed` as the step's one device-to-host copy. None where it
+    does not apply (clipping, hooks that keep the raw gradient aside, a
+    parameter without a gradient): the general path takes those.
+    """
+    clip, flat = probe.clip, probe.flat
+    if clip.changes_gradients or not clip.raw_is_grad:
+        return None
+    loss = loss.detach().reshape(())
+    if flat is not None and flat.attached():
+        return torch.stack([loss, flat.norm()])
+    grads = [p.grad for p in probe.params]
+    if not grads or any(g is None for g in grads):
+        return None
+    return torch.stack([loss, *torch._foreach_norm(grads)])
+
+
+def read_packed(packed: torch.Tensor, extra: torch.Tensor | None = None) -> dict:
+    """The found values (loss, raw total) of `packed_sentinels`, read in one copy.
+
+    `extra` (an RNN's per-time-step norms) travels in the same copy.
+    """
+    n = packed.numel()
+    if extra is None:
+        values = packed.tolist()
+    else:
+        values = torch.cat([packed, extra.detach().reshape(-1).to(packed.dtype)]).tolist()
+    norms = values[1:n]
+    total = norms[0] if len(norms) == 1 else l2_total(norms)
+    found = {"present": (), "loss": values[:1], "raw_total": [total]}
+    if extra is not None:
+        found["extra"] = [values[n:]]
     return found
 
 

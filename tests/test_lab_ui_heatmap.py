@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 
 import numpy as np
 
@@ -91,7 +92,9 @@ def test_the_rnn_dashboard_shows_the_heat_map_in_place_of_the_mean_plot():
             await wait_for_frame(pilot, app)
             text = screen_text(app)
             assert "|dL/dh_t| per time step" in text and "t=60┤" in text
-            assert "max 1e6" in str(heatmap.border_subtitle)  # the explosion back in time
+            # The explosion back in time: ~1e6 (9.8e5 with torch 2.11 on the same seed).
+            ratio = re.search(r"t1/t60 max ([0-9.e+]+)", str(heatmap.border_subtitle))
+            assert ratio and 1e5 <= float(ratio.group(1)) <= 1e7, heatmap.border_subtitle
             assert "EXPLODING" in text  # the verdict line reads the time ratio too
 
     asyncio.run(scenario())

@@ -1,0 +1,207 @@
+"""Where a probed GPU step's time goes, phase by phase, against the bare step.
+
+For the block model and the large MLP on CUDA: the median host time of each
+phase of a step (forward and backward, the probe's `after_backward`, the
+optimizer, `end_step`, which holds the step's one read and so waits for the
+GPU), for the bare loop and for the probe at each capture level, steps
+alternated one by one (`--phases`); torch.profiler's busiest host-side
+operators over a few sentinel steps (`--operators`); and by default, the
+ways of taking the sentinels (the loss and the total gradient norm, read in
+one copy) against the bare step, in interleaved blocks. Skipped where torch
+sees no CUDA device.
+
+Run alone: `python -m benchmarks.profile_gpu [--phases] [--operators]`.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+
+import torch
+
+from benchmarks.bench_probe import PLANS
+from benchmarks.loops import Loop
+from engine.clipping import ClipStrategy
+from engine.flat_grads import FlatGradients
+from engine.probe import GradientProbe
+
+PHASES = ("forward+backward", "after_backward", "optimizer", "end_step", "whole step")
+LEVELS = {"sentinels": (False, False), "stats": (True, False), "everything": (True, True)}
+
+
+def _probed(loop: Loop, probe: GradientProbe, flat, step: int, level: str) -> list[float]:
+    capture, acts = LEVELS[level]
+    clock = time.perf_counter
+    t0 = clock()
+    x, y = loop.batch()
+    probe.begin_step(step, activations=acts, capture=capture)
+    loss = loop.loss_fn(loop.model(x), y)
+    if flat is not None:
+        flat.zero()
+    else:
+        loop.optimizer.zero_grad()
+    loss.backward()
+    t1 = clock()
+    probe.after_backward(loss)
+    t2 = clock()
+    loop.optimizer.step()
+    t3 = clock()
+    probe.end_step(loss, 0)
+    t4 = clock()
+    return [t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0]
+
+
+def _bare(loop: Loop) -> list[float]:
+    clock = time.perf_counter
+    t0 = clock()
+    x, y = loop.batch()
+    loss = loop.loss_fn(loop.model(x), y)
+    loop.optimizer.zero_grad()
+    loss.backward()
+    t1 = clock()
+    t2 = clock()
+    loop.optimizer.step()
+    t3 = clock()
+    loss.item()
+    t4 = clock()
+    return [t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0]
+
+
+def phases(model: str, steps: int = 600) -> dict[str, list[float]]:
+    """Median microseconds of each phase, per variant (bare and the probe's levels)."""
+    loop = Loop(PLANS[model][0].replace(device="cuda"))
+    loop.to("cuda")
+    probe = GradientProbe(loop.model, clip=ClipStrategy(), lr=loop.config.lr).__enter__()
+    params = [p for p in loop.model.parameters() if p.requires_grad]
+    flat = FlatGradients(params) if FlatGradients.suits(params) else None
+    probe.flat = flat
+    names = ["bare", *LEVELS]
+    times: dict[str, list[list[float]]] = {name: [] for name in names}
+    try:
+        for i in range(steps):
+            name = names[i % len(names)]
+            if name == "bare":
+                if flat is not None:
+                    for p in params:  # autograd's own gradients, as the bare loop has them
+                        p.grad = None
+                times[name].append(_bare(loop))
+            else:
+                times[name].append(_probed(loop, probe, flat, i, name))
+    finally:
+        probe.close()
+    warm = len(names) * 20
+    return {
+        name: [
+            1e6 * statistics.median(col) for col in zip(*rows[warm // len(names) :], strict=True)
+        ]
+        for name, rows in times.items()
+    }
+
+
+def top_operators(model: str, steps: int = 30, rows: int = 12) -> str:
+    """torch.profiler's table of the host time of `steps` sentinel steps."""
+    from torch.profiler import ProfilerActivity, profile
+
+    loop = Loop(PLANS[model][0].replace(device="cuda"))
+    loop.to("cuda")
+    params = [p for p in loop.model.parameters() if p.requires_grad]
+    flat = FlatGradients(params) if FlatGradients.suits(params) else None
+    with GradientProbe(loop.model, lr=loop.config.lr) as probe:
+        probe.flat = flat
+        for i in range(10):
+            _probed(loop, probe, flat, i, "sentinels")
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            for i in range(steps):
+                _probed(loop, probe, flat, 10 + i, "sentinels")
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
+
+
+def _strategy_runner(loop: Loop, name: str, steps: int):
+    """A block of `steps` steps taking the sentinels one way (or none: "bare")."""
+    from benchmarks.common import now
+    from engine.recording import l2_total
+
+    params = [p for p in loop.model.parameters() if p.requires_grad]
+    flat = FlatGradients(params) if name == "flat buffer norm" else None
+
+    def run() -> float:
+        if flat is not None:
+            flat.zero()
+        start = now()
+        for _ in range(steps):
+            x, y = loop.batch()
+            loss = loop.loss_fn(loop.model(x), y)
+            if flat is not None:
+                flat.zero()
+            else:
+                loop.optimizer.zero_grad()
+            loss.backward()
+            if name == "bare":
+                loop.optimizer.step()
+                loss.item()
+                continue
+            grads = [p.grad for p in params]
+            if flat is not None:
+                parts = [flat.norm()]
+            elif name == "foreach norms, summed on the host":
+                parts = list(torch._foreach_norm(grads))
+            elif name == "cat, one norm":
+                parts = [torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in grads]))]
+            else:  # the probe's general path before packed sentinels
+                parts = [torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))]
+            loop.optimizer.step()
+            values = torch.stack([loss.detach().reshape(()), *parts]).tolist()
+            l2_total(values[1:])
+        elapsed = now() - start
+        for p in params:
+            p.grad = None  # the next strategy starts from autograd's own gradients
+        return elapsed
+
+    return run
+
+
+STRATEGIES = (
+    "flat buffer norm",
+    "foreach norms, summed on the host",
+    "cat, one norm",
+    "foreach, stack, norm",
+)
+
+
+def strategies(model: str, steps: int = 100, rounds: int = 5) -> dict[str, float]:
+    """Per way of taking the sentinels, the median ratio of its blocks to bare blocks."""
+    from benchmarks.common import interleaved
+
+    loop = Loop(PLANS[model][0].replace(device="cuda"))
+    loop.to("cuda")
+    bare = _strategy_runner(loop, "bare", steps)
+    runners = {name: _strategy_runner(loop, name, steps) for name in STRATEGIES}
+    ratios = interleaved(bare, runners, rounds)
+    return {name: statistics.median(values) for name, values in ratios.items()}
+
+
+def main() -> None:
+    """Print the tables for both models."""
+    if not torch.cuda.is_available():
+        print("profile_gpu: no CUDA device: skipped")
+        return
+    for model in ("block", "large MLP"):
+        print(f"\n{model}: sentinels (loss + total gradient norm, one read) / bare, by way")
+        for name, ratio in strategies(model).items():
+            print(f"  {name:<36} {ratio:.3f}x")
+    if "--phases" in sys.argv:
+        for model in ("block", "large MLP"):
+            print(f"\n{model}: median host microseconds per phase, steps alternated")
+            print(f"  {'variant':<12}" + "".join(f"{p:>18}" for p in PHASES))
+            for name, values in phases(model).items():
+                print(f"  {name:<12}" + "".join(f"{v:>18.1f}" for v in values))
+    if "--operators" in sys.argv:
+        for model in ("block", "large MLP"):
+            print(f"\n{model}: sentinel steps, busiest host-side operators")
+            print(top_operators(model))
+
+
+if __name__ == "__main__":
+    main()

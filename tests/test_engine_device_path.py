@@ -1,0 +1,108 @@
+"""The probe's device path (what a GPU runs), exercised on the CPU.
+
+On a GPU every host read is a synchronization, so the probe takes other
+paths there: sentinel steps are packed into one tensor and read once
+(engine.sentinels.packed_sentinels). Emptying `EAGER_DEVICES` sends a CPU
+run down those paths; its records must match the CPU path's, step by step.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import engine.probe as probe_module
+from engine.config import RunConfig
+from engine.flat_grads import FlatGradients
+from engine.presets import PRESETS
+from engine.probe import GradientProbe
+from engine.trainer import Trainer
+
+NEVER = 1 << 62
+
+
+def _probed_run(model, x, y, steps: int, flat: bool) -> list:
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    params = [p for p in model.parameters() if p.requires_grad]
+    buffer = FlatGradients(params) if flat else None
+    records = []
+    with GradientProbe(model, capture_every=NEVER, activation_every=NEVER, lr=0.05) as probe:
+        probe.flat = buffer
+        for step in range(steps):
+            probe.begin_step(step)
+            loss = nn.functional.mse_loss(model(x), y)
+            if buffer is not None:
+                buffer.zero()
+            else:
+                optimizer.zero_grad()
+            loss.backward()
+            probe.after_backward(loss)
+            optimizer.step()
+            records.append(probe.end_step(loss, 0))
+    return records
+
+
+@pytest.mark.parametrize("flat", [True, False], ids=["flat buffer", "foreach norms"])
+def test_packed_sentinels_match_the_cpu_path(monkeypatch, flat):
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(5, 16), nn.Tanh(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 1)
+    )
+    x, y = torch.randn(64, 5), torch.randn(64, 1)
+    twin = copy.deepcopy(model)
+    cpu = _probed_run(model, x, y, 8, flat)
+    monkeypatch.setattr(probe_module, "EAGER_DEVICES", set())
+    packed, original = [], probe_module.packed_sentinels
+
+    def counted(probe, loss):
+        packed.append(original(probe, loss))
+        return packed[-1]
+
+    monkeypatch.setattr(probe_module, "packed_sentinels", counted)
+    device = _probed_run(twin, x, y, 8, flat)
+    assert len(packed) == 7 and all(t is not None for t in packed)  # every step but step 0
+    for a, b in zip(cpu, device, strict=True):
+        assert b.loss == pytest.approx(a.loss, rel=1e-6)
+        assert b.grad_norm == pytest.approx(a.grad_norm, rel=1e-5)
+        assert b.grad_norm_clipped == b.grad_norm
+        assert b.captured == a.captured
+    assert not device[1].captured and device[1].layers["0"].grad_mean is None
+    # and against plain torch: the total norm of the last step's gradients
+    expected = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in twin.parameters()]))
+    assert device[-1].grad_norm == pytest.approx(float(expected), rel=1e-5)
+
+
+def _trainer_records(config: RunConfig, steps: int) -> tuple[list, Trainer]:
+    trainer = Trainer(config)
+    try:
+        return [trainer.step() for _ in range(steps)], trainer
+    finally:
+        trainer.close()
+
+
+def test_the_rnn_per_time_step_norms_travel_in_the_same_read(monkeypatch):
+    config = PRESETS["rnn-exploding"].config.replace(
+        device="cpu", sampling="exact", capture_every=NEVER, activation_every=NEVER
+    )
+    cpu, _ = _trainer_records(config, 4)
+    monkeypatch.setattr(probe_module, "EAGER_DEVICES", set())
+    device, _ = _trainer_records(config, 4)
+    for a, b in zip(cpu[1:], device[1:], strict=True):
+        assert not b.captured
+        assert b.timestep_grad_norms == pytest.approx(a.timestep_grad_norms, rel=1e-5)
+        assert b.grad_norm == pytest.approx(a.grad_norm, rel=1e-5)
+
+
+def test_a_run_that_breaks_is_caught_on_the_same_step(monkeypatch):
+    config = PRESETS["exploding"].config.replace(device="cpu", sampling="exact")
+    cpu, cpu_trainer = _trainer_records(config, 13)
+    monkeypatch.setattr(probe_module, "EAGER_DEVICES", set())
+    device, device_trainer = _trainer_records(config, 13)
+    assert cpu_trainer.first_nonfinite is not None
+    assert device_trainer.first_nonfinite == cpu_trainer.first_nonfinite
+    broken = device[cpu_trainer.first_nonfinite.step]
+    assert not math.isfinite(broken.loss) or not math.isfinite(broken.grad_norm)
