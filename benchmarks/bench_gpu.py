@@ -108,7 +108,7 @@ def trainer_syncs(preset: str, steps: int) -> dict[str, tuple[int, int]]:
 
 def overhead(quick: bool) -> list[Result]:
     """Bare against the probe, and the Trainer's step against a bare loop, on the GPU."""
-    from benchmarks.bench_probe import DEFAULTS, PLANS
+    from benchmarks.bench_probe import DEFAULTS, PLANS, SETTLE_SECONDS
     from benchmarks.loops import NEVER, Bare, Engine, EngineBare, Loop, Probe, block_runner
 
     results = []
@@ -120,17 +120,20 @@ def overhead(quick: bool) -> list[Result]:
         # 150 steps keep a block well above the timer's and the launches' jitter.
         steps, rounds = (50, 3) if quick else (150, 7)
         bare = block_runner(Bare(loop), steps)
+        policy = Probe(loop, DEFAULTS.capture_every, DEFAULTS.activation_every, budgeted=True)
+        engine = Engine(config)
+        for budgeted in (policy, engine):  # a long run's steady state, as in bench_probe
+            budgeted.settle(SETTLE_SECONDS)
         runners = {
             "sentinels only": block_runner(Probe(loop, NEVER, NEVER), steps),
             "stats every step": block_runner(Probe(loop, 1, NEVER), steps),
-            "default policy": block_runner(
-                Probe(loop, DEFAULTS.capture_every, DEFAULTS.activation_every, budgeted=True),
-                steps,
-            ),
+            "default policy": block_runner(policy, steps),
         }
         results += _ratios(model, bare, runners, rounds, steps)
-        engine = {"engine step, default policy": block_runner(Engine(config), steps)}
-        results += _ratios(model, block_runner(EngineBare(config), steps), engine, rounds, steps)
+        engine_step = {"engine step, default policy": block_runner(engine, steps)}
+        results += _ratios(
+            model, block_runner(EngineBare(config), steps), engine_step, rounds, steps
+        )
     return results
 
 
