@@ -170,7 +170,9 @@ class GradientProbe:
         q.add(raw_norms, store(found, "raw_norms"))
         if capture:
             norms = self._norms_of(found, "raw_norms")
-            queue_grads(q, found, "raw", self._layer_grads(raw_all), norms, eager, partials)
+            layers = self._layer_grads(raw_all)
+            changing = clip.changes_gradients and clip.raw_is_grad
+            queue_grads(q, found, "raw", layers, norms, eager, partials, changing)
             count = clip.clipped_count(raw, raw_norms)
             if count is not None:
                 q.add([count], store(found, "clipped"))

@@ -25,6 +25,7 @@ from engine.stats import (
     host_counts,
     mean_std,
     nonfinite_count,
+    nonfinite_counts,
     queue_device_activations,
     queue_device_moments,
     queue_sum_range,
@@ -89,13 +90,24 @@ def store(found: dict, key: str):
 
 
 def queue_grads(
-    q: ReadQueue, found: dict, key: str, grads: list, norms, eager: bool, partials=None
+    q: ReadQueue,
+    found: dict,
+    key: str,
+    grads: list,
+    norms,
+    eager: bool,
+    partials=None,
+    changing: bool = False,
 ) -> None:
     """Per layer (mean, std, abs max, non-finite count, min, max) into found[key].
 
     `norms()` gives the layers' L2 norms on the host once the queue is read;
     `partials`, when given, are the (sum, min, max) per layer already queued
-    on the device (eager path only).
+    on the device (eager path only). A layer whose norm is finite holds no
+    NaN or inf; the others are counted after the read, in one more read, on
+    the rare step that has them. `changing`: the tensors are rewritten in
+    place before the queue is read (value clipping), so on the device path
+    their counts are queued with the rest instead.
     """
     parts: list[torch.Tensor] = []
     if eager:
@@ -115,13 +127,20 @@ def queue_grads(
                 rows.append((mean, std, abs_max(lo, hi), bad, lo, hi))
             found[key] = rows
     else:
-        queue_device_moments(grads, parts, grads=True)
+        queue_device_moments(grads, parts, grads=True, counts=changing)
+        width = 4 if changing else 3
 
         def finish(v: list[float]) -> None:
-            found[key] = [
-                (v[4 * j], v[4 * j + 1], v[4 * j + 2], v[4 * j + 3], None, None)
-                for j in range(len(grads))
-            ]
+            cells = [v[width * j : width * j + width] for j in range(len(grads))]
+            if not changing:
+                layer_norms = norms()
+                broken = [j for j, n in enumerate(layer_norms) if not math.isfinite(n)]
+                counts = dict(
+                    zip(broken, nonfinite_counts([grads[j] for j in broken]), strict=True)
+                )
+                for j, cell in enumerate(cells):
+                    cell.append(counts.get(j, 0.0))
+            found[key] = [(c[0], c[1], c[2], c[3], None, None) for c in cells]
 
     q.add(parts, finish)
 

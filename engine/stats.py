@@ -103,6 +103,13 @@ def nonfinite_count(t: torch.Tensor) -> float:
     return float((~torch.isfinite(t)).sum().item())
 
 
+def nonfinite_counts(tensors: list[torch.Tensor]) -> list[float]:
+    """`nonfinite_count` of each tensor, in one host read (rare steps only)."""
+    if not tensors:
+        return []
+    return torch.stack([(~torch.isfinite(t)).sum() for t in tensors]).tolist()
+
+
 # -- CPU partials ----------------------------------------------------------------------
 # Above this many elements a CPU norm is a BLAS dot product: one pass, measured
 # 1.6x faster than torch.linalg.vector_norm on 4 MB gradients (and no less
@@ -162,17 +169,25 @@ def host_counts(a: torch.Tensor, saturating) -> tuple[float, float | None]:
 
 
 # -- exact device reductions (CUDA and other devices) ----------------------------------
-def queue_device_moments(tensors: list[torch.Tensor], out: list, grads: bool) -> None:
+def queue_device_moments(
+    tensors: list[torch.Tensor], out: list, grads: bool, counts: bool = True
+) -> None:
     """Append torch's own (mean, std, abs max, non-finite count) per tensor to `out`.
 
     For weights (`grads=False`) only mean and std; their norms come separately.
+    Without `counts` no non-finite count: the caller counts after the read,
+    where a norm says there is something to count (`nonfinite_counts`).
+    A count is six operators a tensor (isfinite alone is four), and every
+    operator costs host time on a GPU whose steps are host-bound.
     """
     absmax = torch._foreach_norm(tensors, math.inf) if grads else None
     for j, t in enumerate(tensors):
         std, mean = torch.std_mean(t)
         out += [mean, std]
         if grads:
-            out += [absmax[j], (~torch.isfinite(t)).sum()]
+            out.append(absmax[j])
+            if counts:
+                out.append((~torch.isfinite(t)).sum())
 
 
 def queue_device_activations(acts: list[torch.Tensor], saturating, out: list) -> None:

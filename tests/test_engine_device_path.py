@@ -106,3 +106,34 @@ def test_a_run_that_breaks_is_caught_on_the_same_step(monkeypatch):
     assert device_trainer.first_nonfinite == cpu_trainer.first_nonfinite
     broken = device[cpu_trainer.first_nonfinite.step]
     assert not math.isfinite(broken.loss) or not math.isfinite(broken.grad_norm)
+
+
+@pytest.mark.parametrize("clip", ["none", "value", "norm", "hook"])
+def test_nonfinite_counts_match_the_cpu_path(monkeypatch, clip):
+    # Counted after the read where a layer's norm is not finite; before the
+    # clip where value or norm clipping rewrites the raw gradients in place.
+    from engine.clipping import make_clip
+
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+    x, y = torch.randn(16, 4), torch.randn(16, 1)
+    x[3, 1] = math.inf  # the first layer's gradient goes non-finite
+
+    def captured(net):
+        with GradientProbe(net, clip=make_clip(clip, 1.0, 1.0, "2"), lr=0.1) as probe:
+            probe.begin_step(0)
+            loss = nn.functional.mse_loss(net(x), y)
+            loss.backward()
+            direct = {n: float((~torch.isfinite(p.grad)).sum()) for n, p in net.named_parameters()}
+            probe.after_backward(loss)
+            return probe.end_step(loss, 0), direct
+
+    twin = copy.deepcopy(model)
+    cpu, direct = captured(model)
+    monkeypatch.setattr(probe_module, "EAGER_DEVICES", set())
+    device, _ = captured(twin)
+    for name in ("0", "2"):
+        assert device.layers[name].grad_nonfinite == cpu.layers[name].grad_nonfinite
+    if clip != "hook":  # the hook clamps during backward: .grad is already clipped
+        assert cpu.layers["0"].grad_nonfinite == direct["0.weight"] > 0
+    assert device.layers["2"].grad_mean == pytest.approx(cpu.layers["2"].grad_mean, nan_ok=True)
