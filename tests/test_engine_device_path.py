@@ -137,3 +137,37 @@ def test_nonfinite_counts_match_the_cpu_path(monkeypatch, clip):
     if clip != "hook":  # the hook clamps during backward: .grad is already clipped
         assert cpu.layers["0"].grad_nonfinite == direct["0.weight"] > 0
     assert device.layers["2"].grad_mean == pytest.approx(cpu.layers["2"].grad_mean, nan_ok=True)
+
+
+def _mixed_tensors() -> list:
+    torch.manual_seed(2)
+    broken = torch.randn(40)
+    broken[[3, 7]] = math.nan
+    broken[11] = math.inf
+    broken[12] = -math.inf
+    return [
+        torch.randn(100, 30),
+        None,
+        broken,
+        torch.full((5,), math.inf),  # nothing finite: lo inf, hi -inf, no counts
+        torch.full((9,), 0.25),  # one value: zero width
+        torch.empty(0),
+        torch.randn(7, dtype=torch.float64) * 1e3,
+        torch.randn(64, dtype=torch.float16),
+        torch.randn(3000).exp(),
+        torch.tensor(2.0),
+    ]
+
+
+@pytest.mark.parametrize("batch", [1 << 24, 300, 50], ids=["one batch", "split", "alone"])
+def test_batched_histograms_are_histogram_row_bit_for_bit(monkeypatch, batch):
+    from engine import histograms
+
+    monkeypatch.setattr(histograms, "BATCH_ELEMENTS", batch)
+    tensors = _mixed_tensors()
+    rows = histograms.histogram_rows(tensors, histograms.HIST_BINS, torch.device("cpu"))
+    one_by_one = [histograms.histogram_row(t, histograms.HIST_BINS, torch.device("cpu"))
+                  for t in tensors]  # fmt: skip
+    assert rows.shape == (len(tensors), histograms.HIST_BINS + 3)
+    torch.testing.assert_close(rows, torch.stack(one_by_one), rtol=0, atol=0, equal_nan=True)
+    assert rows[2, 2] == 4 and rows[3, 2] == 5  # the non-finite counts
