@@ -163,9 +163,9 @@ class GradientProbe:
         raw_norms, partials = self._raw_norms(raw_all, present, raw, capture and eager)
         q, found = ReadQueue(), {"present": present}
         if eager and loss is not None:
-            # Read with the statistics (the CPU reads them here): a read of its
-            # own after optimizer.step() cost a captured step of the block model
-            # 20-30 us more, measured in place. Elsewhere end_step queues it.
+            # Read with the statistics (the CPU reads them here), not on its own
+            # after optimizer.step(): one read a captured step, as on a GPU.
+            # Elsewhere end_step queues it.
             q.add([loss.detach().reshape(())], store(found, "loss"))
         q.add(raw_norms, store(found, "raw_norms"))
         if capture:
