@@ -136,7 +136,8 @@ def _batched_rows(tensors: list[torch.Tensor], bins: int) -> torch.Tensor:
         0, seg, torch.where(finite, x, -math.inf), "amax"
     )
     width = torch.clamp(hi - lo, min=1e-30)
-    position = torch.nan_to_num((x - lo[seg]) / width[seg] * bins, nan=0.0, posinf=0.0, neginf=0.0)
+    lows, widths = lo.index_select(0, seg), width.index_select(0, seg)
+    position = torch.nan_to_num((x - lows) / widths * bins, nan=0.0, posinf=0.0, neginf=0.0)
     index = torch.clamp(position.floor(), 0, bins - 1).long() + seg * bins
     counts = torch.zeros(k * bins, device=x.device).scatter_add_(0, index, finite.float())
     nonfinite = torch.zeros(k, device=x.device).scatter_add_(0, seg, (~finite).float())
