@@ -18,8 +18,8 @@ statistics on step 0 and every `capture_every`-th step; activations and
 histograms on step 0 and every `activation_every`-th step.
 
 What a step measured is read back in one go: on a GPU, one device-to-host copy
-per step (a second only on a step whose loss or gradient went non-finite, to
-name the layer). On the CPU, where a read costs no synchronization, the values
+per step (more only on a step whose loss or gradient went non-finite, to
+count the NaN and inf and name the layer). On the CPU, where a read costs no synchronization, the values
 are read right after they are computed, while the tensors are still as
 measured, so that the few statistics the fast float32 partials cannot give to
 float tolerance are recomputed exactly (see engine.stats).
