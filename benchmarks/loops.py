@@ -56,11 +56,17 @@ class Loop:
         """The next batch of the cycle."""
         return next(self._batches)
 
-    def backward(self) -> torch.Tensor:
-        """Forward and backward on the next batch, gradients zeroed first; the loss."""
+    def backward(self, flat: FlatGradients | None = None) -> torch.Tensor:
+        """Forward and backward on the next batch, gradients zeroed first; the loss.
+
+        With `flat`, the gradients are zeroed in that buffer, as the Trainer does.
+        """
         x, y = self.batch()
         loss = self.loss_fn(self.model(x), y)
-        self.optimizer.zero_grad()
+        if flat is not None:
+            flat.zero()
+        else:
+            self.optimizer.zero_grad()
         loss.backward()
         return loss
 
@@ -143,15 +149,9 @@ class Probe(Variant):
     def step(self) -> None:
         loop, probe, policy = self.loop, self.probe, self.policy
         start = time.perf_counter()
-        x, y = loop.batch()
         stats, acts = policy.plan(self.step_index) if policy is not None else (None, None)
         probe.begin_step(self.step_index, activations=acts, capture=stats)
-        loss = loop.loss_fn(loop.model(x), y)
-        if self.flat is not None:
-            self.flat.zero()
-        else:
-            loop.optimizer.zero_grad()
-        loss.backward()
+        loss = loop.backward(self.flat)
         measured = time.perf_counter()
         probe.after_backward(loss)
         measuring = time.perf_counter() - measured

@@ -35,14 +35,8 @@ def _probed(loop: Loop, probe: GradientProbe, flat, step: int, level: str) -> li
     capture, acts = LEVELS[level]
     clock = time.perf_counter
     t0 = clock()
-    x, y = loop.batch()
     probe.begin_step(step, activations=acts, capture=capture)
-    loss = loop.loss_fn(loop.model(x), y)
-    if flat is not None:
-        flat.zero()
-    else:
-        loop.optimizer.zero_grad()
-    loss.backward()
+    loss = loop.backward(flat)
     t1 = clock()
     probe.after_backward(loss)
     t2 = clock()
@@ -56,10 +50,7 @@ def _probed(loop: Loop, probe: GradientProbe, flat, step: int, level: str) -> li
 def _bare(loop: Loop) -> list[float]:
     clock = time.perf_counter
     t0 = clock()
-    x, y = loop.batch()
-    loss = loop.loss_fn(loop.model(x), y)
-    loop.optimizer.zero_grad()
-    loss.backward()
+    loss = loop.backward()
     t1 = clock()
     t2 = clock()
     loop.optimizer.step()
@@ -131,13 +122,7 @@ def _strategy_runner(loop: Loop, name: str, steps: int):
             flat.zero()
         start = now()
         for _ in range(steps):
-            x, y = loop.batch()
-            loss = loop.loss_fn(loop.model(x), y)
-            if flat is not None:
-                flat.zero()
-            else:
-                loop.optimizer.zero_grad()
-            loss.backward()
+            loss = loop.backward(flat)
             if name == "bare":
                 loop.optimizer.step()
                 loss.item()

@@ -24,7 +24,6 @@ from engine.stats import (
     exact_moments,
     host_counts,
     mean_std,
-    nonfinite_count,
     nonfinite_counts,
     queue_device_activations,
     queue_device_moments,
@@ -117,14 +116,14 @@ def queue_grads(
             queue_sum_range(grads, parts)
 
         def finish(v: list[float]) -> None:
-            rows = []
-            for j, (g, norm) in enumerate(zip(grads, norms(), strict=True)):
+            rows, layer_norms = [], norms()
+            bad = _counts_where_broken(grads, layer_norms)
+            for j, (g, norm) in enumerate(zip(grads, layer_norms, strict=True)):
                 s, lo, hi = v[3 * j : 3 * j + 3]
                 finite = math.isfinite(lo) and math.isfinite(hi)
                 ms = mean_std(g.numel(), s, norm * norm, finite)
                 mean, std = ms if ms is not None else exact_moments(g)
-                bad = 0.0 if math.isfinite(norm) else nonfinite_count(g)
-                rows.append((mean, std, abs_max(lo, hi), bad, lo, hi))
+                rows.append((mean, std, abs_max(lo, hi), bad[j], lo, hi))
             found[key] = rows
     else:
         queue_device_moments(grads, parts, grads=True, counts=changing)
@@ -133,16 +132,20 @@ def queue_grads(
         def finish(v: list[float]) -> None:
             cells = [v[width * j : width * j + width] for j in range(len(grads))]
             if not changing:
-                layer_norms = norms()
-                broken = [j for j, n in enumerate(layer_norms) if not math.isfinite(n)]
-                counts = dict(
-                    zip(broken, nonfinite_counts([grads[j] for j in broken]), strict=True)
-                )
-                for j, cell in enumerate(cells):
-                    cell.append(counts.get(j, 0.0))
+                for cell, bad in zip(cells, _counts_where_broken(grads, norms()), strict=True):
+                    cell.append(bad)
             found[key] = [(c[0], c[1], c[2], c[3], None, None) for c in cells]
 
     q.add(parts, finish)
+
+
+def _counts_where_broken(grads: list, layer_norms: list[float]) -> list[float]:
+    # A finite norm means no NaN or inf to count; the others in one read.
+    broken = [j for j, n in enumerate(layer_norms) if not math.isfinite(n)]
+    counts = [0.0] * len(grads)
+    for j, c in zip(broken, nonfinite_counts([grads[j] for j in broken]), strict=True):
+        counts[j] = c
+    return counts
 
 
 def queue_weights(

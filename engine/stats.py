@@ -98,13 +98,8 @@ def exact_moments(t: torch.Tensor) -> tuple[float, float]:
     return float(mean_t), float(std)
 
 
-def nonfinite_count(t: torch.Tensor) -> float:
-    """How many NaN or infinite elements `t` holds (a host read; rare steps only)."""
-    return float((~torch.isfinite(t)).sum().item())
-
-
 def nonfinite_counts(tensors: list[torch.Tensor]) -> list[float]:
-    """`nonfinite_count` of each tensor, in one host read (rare steps only)."""
+    """How many NaN or infinite elements each tensor holds, in one host read (rare steps only)."""
     if not tensors:
         return []
     return torch.stack([(~torch.isfinite(t)).sum() for t in tensors]).tolist()
