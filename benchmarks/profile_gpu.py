@@ -15,6 +15,7 @@ Run alone: `python -m benchmarks.profile_gpu [--phases] [--operators]`.
 
 from __future__ import annotations
 
+import math
 import statistics
 import sys
 import time
@@ -132,10 +133,8 @@ def _strategy_runner(loop: Loop, name: str, steps: int):
                 parts = [flat.norm()]
             elif name == "foreach norms, summed on the host":
                 parts = list(torch._foreach_norm(grads))
-            elif name == "cat, one norm":
+            else:  # "cat, one norm"
                 parts = [torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in grads]))]
-            else:  # the probe's general path before packed sentinels
-                parts = [torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))]
             loop.optimizer.step()
             values = torch.stack([loss.detach().reshape(()), *parts]).tolist()
             l2_total(values[1:])
@@ -151,18 +150,81 @@ STRATEGIES = (
     "flat buffer norm",
     "foreach norms, summed on the host",
     "cat, one norm",
-    "foreach, stack, norm",
 )
 
 
-def strategies(model: str, steps: int = 100, rounds: int = 5) -> dict[str, float]:
-    """Per way of taking the sentinels, the median ratio of its blocks to bare blocks."""
+def _device_reductions(grads: list, layers: list[int], weights: list) -> torch.Tensor:
+    # A statistics step's reductions on the device path, as the probe queues
+    # them (engine.stats.queue_device_moments): every gradient's norm, each
+    # layer's abs max, mean and std, each weight's norm; stacked for one read.
+    parts = list(torch._foreach_norm(grads))
+    layer_grads = [grads[i] for i in layers]
+    parts += torch._foreach_norm(layer_grads, math.inf)
+    for g in layer_grads:
+        std, mean = torch.std_mean(g)
+        parts += [mean, std]
+    parts += torch._foreach_norm(weights)
+    return torch.stack(parts)
+
+
+def _stats_runner(loop: Loop, steps: int, graphed: bool):
+    """A block of statistics steps: the reductions issued op by op, or replayed as one graph.
+
+    The graph reads a static buffer that one `torch.cat(out=)` fills from
+    autograd's gradients (their addresses change every step); the weights
+    stay where they are.
+    """
+    from benchmarks.common import now
+
+    params = [p for p in loop.model.parameters() if p.requires_grad]
+    layers = [i for i, p in enumerate(params) if p.dim() >= 2]
+    weights = [params[i] for i in layers]
+    if graphed:
+        static = torch.zeros(sum(p.numel() for p in params), device=params[0].device)
+        views = list(static.split([p.numel() for p in params]))
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up off the capture, as torch.cuda.graphs asks
+            for _ in range(3):
+                _device_reductions(views, layers, weights)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            captured = _device_reductions(views, layers, weights)
+
+    def run() -> float:
+        start = now()
+        for _ in range(steps):
+            loss = loop.backward()
+            if graphed:
+                torch.cat([p.grad.reshape(-1) for p in params], out=static)
+                graph.replay()
+                values = captured
+            else:
+                values = _device_reductions([p.grad for p in params], layers, weights)
+            loop.optimizer.step()
+            torch.cat([loss.detach().reshape(1), values]).tolist()
+        elapsed = now() - start
+        for p in params:
+            p.grad = None
+        return elapsed
+
+    return run
+
+
+def strategies(model: str, steps: int = 150, rounds: int = 9) -> dict[str, float]:
+    """Per way of taking the sentinels or the statistics, the median ratio to bare blocks."""
     from benchmarks.common import interleaved
 
     loop = Loop(PLANS[model][0].replace(device="cuda"))
     loop.to("cuda")
     bare = _strategy_runner(loop, "bare", steps)
     runners = {name: _strategy_runner(loop, name, steps) for name in STRATEGIES}
+    runners["stats, op by op"] = _stats_runner(loop, steps, graphed=False)
+    try:
+        runners["stats, one CUDA graph"] = _stats_runner(loop, steps, graphed=True)
+    except Exception as error:  # a prototype: report why, time the rest
+        print(f"  CUDA graph not captured: {type(error).__name__}: {error}")
     ratios = interleaved(bare, runners, rounds)
     return {name: statistics.median(values) for name, values in ratios.items()}
 
@@ -173,7 +235,7 @@ def main() -> None:
         print("profile_gpu: no CUDA device: skipped")
         return
     for model in ("block", "large MLP"):
-        print(f"\n{model}: sentinels (loss + total gradient norm, one read) / bare, by way")
+        print(f"\n{model}: sentinels (loss + total gradient norm) or statistics, one read / bare")
         for name, ratio in strategies(model).items():
             print(f"  {name:<36} {ratio:.3f}x")
     if "--phases" in sys.argv:

@@ -11,7 +11,13 @@ Above FLAT_BELOW elements the buffer does not pay: filling it and adding
 backward's gradients into it are two more passes over memory than letting
 autograd hand its fresh gradients over (+2% on an 8x1024 MLP). So only the
 Trainer, which owns the loop and its zeroing, uses it, and only for models
-whose trainable parameters are few, on one device, in one dtype.
+whose trainable parameters are few, on the CPU, in one dtype.
+
+Not on a GPU: there a step is host-bound, and adding backward's gradient
+into a `.grad` that exists is one more kernel launch per parameter (autograd
+hands a fresh gradient over for free when `.grad` is None). On an H100 the
+block model's sentinels cost 1.13x through the buffer against 0.96x through
+one concatenation of autograd's own gradients (benchmarks/RESULTS.md, §6).
 """
 
 from __future__ import annotations
@@ -55,12 +61,13 @@ class FlatGradients:
 
     @staticmethod
     def suits(params: list[nn.Parameter]) -> bool:
-        """Whether a flat buffer pays for these parameters (few, one device, one dtype)."""
+        """Whether a flat buffer pays for these parameters (few, on the CPU, one dtype)."""
         if not params:
             return False
         first = params[0]
         return (
             sum(p.numel() for p in params) < FLAT_BELOW
+            and first.device.type == "cpu"
             and all(p.device == first.device and p.dtype == first.dtype for p in params)
             and all(p.is_contiguous() and not p.is_sparse for p in params)
         )

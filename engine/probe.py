@@ -42,7 +42,13 @@ from engine.readout import (
 )
 from engine.recording import blank_layers, make_record
 from engine.records import StepRecord
-from engine.sentinels import flat_sentinels, packed_sentinels, read_packed, step_sentinels
+from engine.sentinels import (
+    concatenable,
+    flat_sentinels,
+    packed_sentinels,
+    read_packed,
+    step_sentinels,
+)
 from engine.stats import cpu_norm, weight_layers
 
 __all__ = ["GradientProbe", "HIST_BINS"]
@@ -84,6 +90,7 @@ class GradientProbe:
         self._layer_numel = [p.numel() for p in self.layer_params]
         self._all_present = tuple(range(len(self.params)))
         self._all_numel = sum(p.numel() for p in self.params)
+        self.concatenable = concatenable(self.params)  # a GPU sentinel's one norm
         # Layers too big for the cache get their statistics taken tensor by tensor.
         self.large_layers = max(self._layer_numel, default=0) > INTERLEAVE_ABOVE
         self.taps = ActivationTap(model, self.layer_names)

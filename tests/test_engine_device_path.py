@@ -25,13 +25,14 @@ from engine.trainer import Trainer
 NEVER = 1 << 62
 
 
-def _probed_run(model, x, y, steps: int, flat: bool) -> list:
+def _probed_run(model, x, y, steps: int, flat: bool, concatenate: bool = True) -> list:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
     params = [p for p in model.parameters() if p.requires_grad]
     buffer = FlatGradients(params) if flat else None
     records = []
     with GradientProbe(model, capture_every=NEVER, activation_every=NEVER, lr=0.05) as probe:
         probe.flat = buffer
+        probe.concatenable = concatenate
         for step in range(steps):
             probe.begin_step(step)
             loss = nn.functional.mse_loss(model(x), y)
@@ -46,8 +47,12 @@ def _probed_run(model, x, y, steps: int, flat: bool) -> list:
     return records
 
 
-@pytest.mark.parametrize("flat", [True, False], ids=["flat buffer", "foreach norms"])
-def test_packed_sentinels_match_the_cpu_path(monkeypatch, flat):
+WAYS = {"flat buffer": (True, True), "concatenation": (False, True), "foreach": (False, False)}
+
+
+@pytest.mark.parametrize("way", list(WAYS))
+def test_packed_sentinels_match_the_cpu_path(monkeypatch, way):
+    flat, concatenate = WAYS[way]
     torch.manual_seed(0)
     model = nn.Sequential(
         nn.Linear(5, 16), nn.Tanh(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 1)
@@ -63,8 +68,10 @@ def test_packed_sentinels_match_the_cpu_path(monkeypatch, flat):
         return packed[-1]
 
     monkeypatch.setattr(probe_module, "packed_sentinels", counted)
-    device = _probed_run(twin, x, y, 8, flat)
+    device = _probed_run(twin, x, y, 8, flat, concatenate)
     assert len(packed) == 7 and all(t is not None for t in packed)  # every step but step 0
+    # the loss and one total norm, or the loss and each parameter's norm
+    assert {t.numel() for t in packed} == {2 if flat or concatenate else 7}
     for a, b in zip(cpu, device, strict=True):
         assert b.loss == pytest.approx(a.loss, rel=1e-6)
         assert b.grad_norm == pytest.approx(a.grad_norm, rel=1e-5)

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from engine.flat_grads import FLAT_BELOW, FlatGradients
+from engine.sentinels import CAT_UP_TO, concatenable
 
 
 def _model(seed: int = 0) -> nn.Sequential:
@@ -75,6 +76,17 @@ def test_only_small_uniform_models_get_a_buffer():
     assert not FlatGradients.suits(list(big.parameters()))
     mixed = [nn.Parameter(torch.zeros(3)), nn.Parameter(torch.zeros(3, dtype=torch.float64))]
     assert not FlatGradients.suits(mixed)
+    # off the CPU autograd's own gradients are cheaper (one launch fewer per parameter)
+    assert not FlatGradients.suits(list(nn.Linear(3, 3, device="meta").parameters()))
+
+
+def test_a_gpu_sentinel_concatenates_only_alike_gradients_of_bounded_size():
+    assert concatenable(list(_model().parameters()))
+    assert not concatenable([])
+    mixed = [nn.Parameter(torch.zeros(3)), nn.Parameter(torch.zeros(3, dtype=torch.float64))]
+    assert not concatenable(mixed)
+    huge = nn.Linear(1024, CAT_UP_TO // 1024 + 1, bias=False, device="meta")
+    assert not concatenable(list(huge.parameters()))
 
 
 @pytest.mark.parametrize("width", [8, 60, 200, 400])  # 2-layer models: 144 to 321k values
