@@ -167,25 +167,32 @@ class GradientProbe:
             if sentinels is not None:
                 return sentinels
             self.capture = capture = True  # it broke here: take everything
-        raw_norms, partials = self._raw_norms(raw_all, present, raw, capture and eager)
         q, found = ReadQueue(), {"present": present}
+        host = self._host_partials(present) if capture and eager else None
+        if host is None:
+            raw_norms, partials = self._raw_norms(raw_all, present, raw, capture and eager)
+            q.add(raw_norms, store(found, "raw_norms"))
+        else:  # a small CPU model's statistics, all from its flat buffer (no clipping)
+            sums, found["raw_norms"], lows, highs = host
+            raw_norms = partials = None
+            host = [v for i in self._layer_index for v in (sums[i], lows[i], highs[i])]
         if eager and loss is not None:
             # Read with the statistics (the CPU reads them here), not on its own
             # after optimizer.step(): one read a captured step, as on a GPU.
             # Elsewhere end_step queues it.
             q.add([loss.detach().reshape(())], store(found, "loss"))
-        q.add(raw_norms, store(found, "raw_norms"))
         if capture:
             norms = self._norms_of(found, "raw_norms")
             layers = self._layer_grads(raw_all)
             changing = clip.changes_gradients and clip.raw_is_grad
-            queue_grads(q, found, "raw", layers, norms, eager, partials, changing)
+            queue_grads(q, found, "raw", layers, norms, eager, partials, changing, host)
             count = clip.clipped_count(raw, raw_norms)
             if count is not None:
                 q.add([count], store(found, "clipped"))
             if eager and clip.changes_gradients:
                 q.flush()  # value clipping rewrites these tensors in place
-        clip.apply(raw_norms)
+        if raw_norms is not None:
+            clip.apply(raw_norms)
         if clip.changes_gradients:
             grads = [p.grad for p in self.params]
             applied = [grads[i] for i in present]
@@ -210,6 +217,14 @@ class GradientProbe:
         if eager and (capture or self.capture_acts):
             q.flush()  # read while every tensor is as measured (fallbacks need them)
         return q, found
+
+    def _host_partials(self, present: tuple) -> tuple | None:
+        # Every gradient's (sums, norms, minima, maxima) from the flat buffer,
+        # where nothing clips them (the statistics are read before any would).
+        flat, clip = self.flat, self.clip
+        if flat is None or clip.changes_gradients or not clip.raw_is_grad:
+            return None
+        return flat.partials_for(self.params) if present is self._all_present else None
 
     def _raw_norms(self, raw_all: list, present: tuple, raw: list, interleaved: bool):
         # (each parameter's raw norm, the statistics' partials of large layers or

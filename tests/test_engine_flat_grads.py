@@ -113,3 +113,82 @@ def test_host_norm_carries_nan_and_inf():
     assert flat.host_norm() == math.inf
     flat.buffer[5] = math.nan
     assert math.isnan(flat.host_norm())
+
+
+def _same(a: float, b: float, rel: float) -> bool:
+    if math.isnan(b):
+        return math.isnan(a)
+    return a == pytest.approx(b, rel=rel, abs=1e-12)
+
+
+def test_segment_partials_are_torch_s_sums_norms_and_extremes_with_nan_and_inf():
+    model = nn.Sequential(nn.Linear(10, 15), nn.Linear(15, 4), nn.Linear(4, 3), nn.Linear(3, 1))
+    params = list(model.parameters())
+    flat = FlatGradients(params)
+    flat.zero()
+    model(torch.randn(8, 10)).sum().backward()
+    views = flat.views
+    views[2][0, 0] = math.nan  # a NaN
+    views[4][1, 1] = math.inf  # an inf
+    views[5][0] = -math.inf
+    views[6][0, 0] = 3e20  # its square overflows float32: torch's own norm answers
+    sums, norms, lows, highs = flat.segment_partials()
+    for j, g in enumerate(views):
+        assert _same(sums[j], float(g.sum()), 1e-5), j
+        assert _same(norms[j], float(torch.linalg.vector_norm(g)), 1e-6), j
+        low, high = torch.aminmax(g)
+        assert _same(lows[j], float(low), 0) and _same(highs[j], float(high), 0), j
+    # NaN and inf come through; an overflowed square is whatever torch's own norm says
+    assert math.isnan(norms[2]) and norms[4] == math.inf
+
+
+def test_segment_partials_only_for_cpu_float_buffers_without_empty_parameters():
+    half = [nn.Parameter(torch.zeros(4, dtype=torch.float16))]
+    assert FlatGradients(half).segment_partials() is None
+    empty = [
+        nn.Parameter(torch.zeros(3)),
+        nn.Parameter(torch.zeros(0)),
+        nn.Parameter(torch.ones(2)),
+    ]
+    assert FlatGradients(empty).segment_partials() is None
+
+
+def test_a_probe_through_the_buffer_reads_what_it_reads_without(monkeypatch):
+    from engine.probe import GradientProbe
+
+    def records(flat: bool) -> list:
+        model = _model()
+        params = list(model.parameters())
+        optimizer = torch.optim.SGD(params, lr=0.05)
+        buffer = FlatGradients(params) if flat else None
+        generator = torch.Generator().manual_seed(1)
+        out = []
+        with GradientProbe(model, capture_every=1, activation_every=1 << 30, lr=0.05) as probe:
+            probe.flat = buffer
+            for step in range(4):
+                probe.begin_step(step)
+                x = torch.randn(32, 10, generator=generator)
+                loss = nn.functional.mse_loss(model(x), torch.randn(32, 1, generator=generator))
+                buffer.zero() if buffer is not None else optimizer.zero_grad()
+                loss.backward()
+                probe.after_backward(loss)
+                optimizer.step()
+                out.append(probe.end_step(loss, 0))
+        return out
+
+    used = []
+    real = FlatGradients.segment_partials
+    monkeypatch.setattr(
+        FlatGradients, "segment_partials", lambda self: used.append(1) or real(self)
+    )
+    through, plain = records(True), records(False)
+    assert len(used) == 4
+    for a, b in zip(through, plain, strict=True):
+        assert a.captured and b.captured
+        assert a.grad_norm == pytest.approx(b.grad_norm, rel=1e-6)
+        for name in b.layers:
+            la, lb = a.layers[name], b.layers[name]
+            for field in ("raw_grad_norm", "raw_grad_mean", "raw_grad_std", "raw_grad_abs_max"):
+                assert getattr(la, field) == pytest.approx(getattr(lb, field), rel=1e-5), field
+            assert la.grad_nonfinite == lb.grad_nonfinite == 0
+            assert la.update_ratio == pytest.approx(lb.update_ratio, rel=1e-6)
