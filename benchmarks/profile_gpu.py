@@ -114,42 +114,38 @@ def _strategy_runner(loop: Loop, name: str, steps: int):
     """A block of `steps` steps taking the sentinels one way (or none: "bare")."""
     from benchmarks.common import now
     from engine.recording import l2_total
+    from engine.sentinels import _flatten
 
     params = [p for p in loop.model.parameters() if p.requires_grad]
-    flat = FlatGradients(params) if name == "flat buffer norm" else None
 
     def run() -> float:
-        if flat is not None:
-            flat.zero()
         start = now()
         for _ in range(steps):
-            loss = loop.backward(flat)
+            loss = loop.backward()
             if name == "bare":
                 loop.optimizer.step()
                 loss.item()
                 continue
             grads = [p.grad for p in params]
-            if flat is not None:
-                parts = [flat.norm()]
-            elif name == "foreach norms, summed on the host":
+            if name == "foreach norms, summed on the host":
                 parts = list(torch._foreach_norm(grads))
-            else:  # "cat, one norm"
+            elif name == "cat, one norm":
                 parts = [torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in grads]))]
+            else:  # the packed sentinels' way: torch._C._nn.flatten_dense_tensors
+                parts = [torch.linalg.vector_norm(_flatten(grads))]
             loop.optimizer.step()
             values = torch.stack([loss.detach().reshape(()), *parts]).tolist()
             l2_total(values[1:])
         elapsed = now() - start
-        for p in params:
-            p.grad = None  # the next strategy starts from autograd's own gradients
         return elapsed
 
     return run
 
 
 STRATEGIES = (
-    "flat buffer norm",
     "foreach norms, summed on the host",
     "cat, one norm",
+    "flatten in one call, one norm",
 )
 
 
