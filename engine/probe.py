@@ -32,6 +32,8 @@ from torch import nn
 
 from engine.activation_tap import ActivationTap
 from engine.clipping import ClipStrategy
+from engine.grad_partials import host_partials, norms_and_partials
+from engine.graphed_stats import GraphedStatistics, graphable, graphed_step
 from engine.histograms import HIST_BINS, queue_histograms
 from engine.readout import (
     ReadQueue,
@@ -49,7 +51,7 @@ from engine.sentinels import (
     read_packed,
     step_sentinels,
 )
-from engine.stats import cpu_norm, weight_layers
+from engine.stats import weight_layers
 
 __all__ = ["GradientProbe", "HIST_BINS"]
 
@@ -96,6 +98,7 @@ class GradientProbe:
         self.taps = ActivationTap(model, self.layer_names)
         self.blank_layers = blank_layers(self.layer_names)  # a sentinel record's layers
         self._pending: tuple | None = None  # what after_backward left for end_step
+        self._graphed: GraphedStatistics | None = None  # a GPU's statistics as one graph
         self.capture = self.capture_acts = False
         self.step = 0
         # The Trainer's flat gradient buffer (engine.flat_grads), when it keeps one.
@@ -105,6 +108,14 @@ class GradientProbe:
     def __enter__(self) -> GradientProbe:
         self.clip.attach(self.params)
         self.taps.attach()
+        clip = self.clip
+        if graphable(self.params) and not clip.changes_gradients and clip.raw_is_grad:
+            try:
+                self._graphed = GraphedStatistics(
+                    self.params, self._layer_index, list(self.layer_params)
+                )
+            except Exception:  # a graph is a speed-up: without one, op by op
+                self._graphed = None
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -167,10 +178,14 @@ class GradientProbe:
             if sentinels is not None:
                 return sentinels
             self.capture = capture = True  # it broke here: take everything
+        if self._graphed is not None and not (eager or self.capture_acts):
+            measured = graphed_step(self, raw_all, raw, present)
+            if measured is not None:
+                return measured
         q, found = ReadQueue(), {"present": present}
-        host = self._host_partials(present) if capture and eager else None
+        host = host_partials(self, present) if capture and eager else None
         if host is None:
-            raw_norms, partials = self._raw_norms(raw_all, present, raw, capture and eager)
+            raw_norms, partials = norms_and_partials(self, raw_all, present, raw, capture and eager)
             q.add(raw_norms, store(found, "raw_norms"))
         else:  # a small CPU model's statistics, all from its flat buffer (no clipping)
             sums, found["raw_norms"], lows, highs = host
@@ -217,35 +232,6 @@ class GradientProbe:
         if eager and (capture or self.capture_acts):
             q.flush()  # read while every tensor is as measured (fallbacks need them)
         return q, found
-
-    def _host_partials(self, present: tuple) -> tuple | None:
-        # Every gradient's (sums, norms, minima, maxima) from the flat buffer,
-        # where nothing clips them (the statistics are read before any would).
-        flat, clip = self.flat, self.clip
-        if flat is None or clip.changes_gradients or not clip.raw_is_grad:
-            return None
-        return flat.partials_for(self.params) if present is self._all_present else None
-
-    def _raw_norms(self, raw_all: list, present: tuple, raw: list, interleaved: bool):
-        # (each parameter's raw norm, the statistics' partials of large layers or
-        # None): on the CPU, large layers get both in one sweep.
-        if interleaved and self.large_layers:
-            return self._norms_and_partials(raw_all, present)
-        return (list(torch._foreach_norm(raw)) if raw else []), None
-
-    def _norms_and_partials(self, raw_all: list, present: tuple) -> tuple[list, list]:
-        # Large layers (CPU): each gradient's norm, sum and extremes back to back,
-        # while it is still in cache; measured a fifth faster than three sweeps
-        # over all of them. The other parameters' norms in one call.
-        by_param, partials = {}, []
-        for j, g in enumerate(self._layer_grads(raw_all)):
-            by_param[self._layer_index[j]] = cpu_norm(g)
-            partials.append(g.sum())
-            partials.extend(torch.aminmax(g))
-        rest = [i for i in present if i not in by_param]
-        if rest:
-            by_param.update(zip(rest, torch._foreach_norm([raw_all[i] for i in rest]), strict=True))
-        return [by_param[i] for i in present], partials
 
     def _layer_grads(self, grads: list[torch.Tensor | None]) -> list[torch.Tensor]:
         # A layer that took no part in backward has a zero gradient, not a missing one.

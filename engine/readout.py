@@ -119,7 +119,7 @@ def queue_grads(
 
         def finish(v: list[float]) -> None:
             rows, layer_norms = [], norms()
-            bad = _counts_where_broken(grads, layer_norms)
+            bad = counts_where_broken(grads, layer_norms)
             for j, (g, norm) in enumerate(zip(grads, layer_norms, strict=True)):
                 s, lo, hi = v[3 * j : 3 * j + 3]
                 finite = math.isfinite(lo) and math.isfinite(hi)
@@ -138,15 +138,15 @@ def queue_grads(
         def finish(v: list[float]) -> None:
             cells = [v[width * j : width * j + width] for j in range(len(grads))]
             if not changing:
-                for cell, bad in zip(cells, _counts_where_broken(grads, norms()), strict=True):
+                for cell, bad in zip(cells, counts_where_broken(grads, norms()), strict=True):
                     cell.append(bad)
             found[key] = [(c[0], c[1], c[2], c[3], None, None) for c in cells]
 
     q.add(parts, finish)
 
 
-def _counts_where_broken(grads: list, layer_norms: list[float]) -> list[float]:
-    # A finite norm means no NaN or inf to count; the others in one read.
+def counts_where_broken(grads: list, layer_norms: list[float]) -> list[float]:
+    """Each tensor's NaN and inf count: 0 where its norm is finite, the others in one read."""
     broken = [j for j, n in enumerate(layer_norms) if not math.isfinite(n)]
     counts = [0.0] * len(grads)
     for j, c in zip(broken, nonfinite_counts([grads[j] for j in broken]), strict=True):
