@@ -47,6 +47,11 @@ class GraphedStatistics:
         self.n_params, self.n_layers = len(params), len(layer_index)
         self.weights = weights
         self._weight_places = [w.data_ptr() for w in weights]
+        # Detached, and captured without grad: an operator on a parameter that
+        # requires grad has autograd create its gradient accumulator, here on
+        # the capture's side stream, and every backward after warned of a
+        # stream mismatch (on the H100: a UserWarning above gradtui's errors).
+        weights = [w.detach() for w in weights]
         self.buffer = torch.zeros(sum(sizes), device=first.device, dtype=first.dtype)
         views = [v.view_as(p) for v, p in zip(self.buffer.split(sizes), params, strict=True)]
         self._reductions = lambda: _reductions(views, [views[i] for i in layer_index], weights)
@@ -55,6 +60,7 @@ class GraphedStatistics:
         if first.device.type == "cuda":
             self._capture(first.device)
 
+    @torch.no_grad()
     def _capture(self, device: torch.device) -> None:
         # Warm-up on a side stream first, as torch.cuda.graphs asks; the
         # capture synchronizes, once, before the run's first step.

@@ -115,3 +115,13 @@ def test_on_cuda_the_captured_graph_gives_the_op_by_op_values():
     plain, _ = _records(twin, graphed=False, device="cuda", poison=2)
     assert kept is not None and kept.graph is not None
     _assert_same(graphed, plain)
+
+
+def test_the_reductions_make_no_autograd_nodes_for_the_weights():
+    # Else the capture's side stream would own the weights' gradient
+    # accumulators, and every backward after would warn of a stream mismatch.
+    model = _model()
+    probe = GradientProbe(model)
+    graphed = GraphedStatistics(probe.params, probe._layer_index, list(probe.layer_params))
+    with torch.enable_grad():
+        assert not graphed._reductions().requires_grad
