@@ -20,15 +20,21 @@ import torch
 
 from engine.readout import ReadQueue, counts_where_broken
 
+# The graph reads a copy of every gradient: up to this many elements (256 MB
+# in float32); larger models keep their memory and go op by op.
+GRAPH_UP_TO = 1 << 26
+
 
 def graphable(params: list[torch.Tensor]) -> bool:
     """Whether these parameters suit a captured graph: on one CUDA device, one float dtype."""
     if not params or params[0].device.type != "cuda":
         return False
     first = params[0]
-    return all(
-        p.device == first.device and p.dtype == first.dtype and p.numel() > 0 for p in params
-    ) and first.dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+    return (
+        first.dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+        and sum(p.numel() for p in params) <= GRAPH_UP_TO
+        and all(p.device == first.device and p.dtype == first.dtype and p.numel() for p in params)
+    )
 
 
 class GraphedStatistics:
