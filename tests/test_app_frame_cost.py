@@ -176,3 +176,33 @@ def test_timer_frames_are_spaced_to_their_share_of_a_held_run(monkeypatch):
     clock.now += gap * 0.2
     loop.frame_tick()
     assert loop.frames == 2
+
+
+def test_a_slow_paint_neither_freezes_the_dashboard_nor_counts_past_the_gate(monkeypatch):
+    from engine.gate import HOLD_LIMIT
+    from tui import frame_loop
+
+    clock = _Clock()
+    monkeypatch.setattr(frame_loop.time, "perf_counter", clock)
+
+    class Loop(frame_loop.FrameLoop):
+        def __init__(self) -> None:
+            self.frames = 0
+
+        def refresh_frame(self, force: bool = False) -> None:
+            self.frames += 1
+
+    class Session:
+        def release_hold(self) -> None:
+            pass
+
+    loop = Loop()
+    loop.frame_tick()
+    loop._held, loop._held_since = Session(), clock.now
+    clock.now += 0.5  # one paint took half a second (a slow minute, a collection)
+    loop.release_training()
+    # the run went on by itself after the gate's limit: that is what it waited
+    assert abs(loop.frame_hold_seconds - HOLD_LIMIT) < 1e-9
+    clock.now += frame_loop.MAX_FRAME_GAP  # not 0.5 / share (9.5 s) of a frozen screen
+    loop.frame_tick()
+    assert loop.frames == 2

@@ -11,8 +11,9 @@ thread waits after its current step until Textual has painted the frame
 frame drawn in the middle of a step costs the step far more than the frame's
 own time). The timer's frames are then spaced so that their waits take at
 most FRAME_SHARE of the run's time: a frame that cost 4 ms leaves the next
-timer frame 76 ms later, within the `fps` limit. A throttled, paused or
-stepped run sleeps between steps anyway and is drawn at every tick.
+timer frame 76 ms later, within the `fps` limit, and a slow one no more than
+MAX_FRAME_GAP later. A throttled, paused or stepped run sleeps between steps
+anyway and is drawn at every tick.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import sys
 import time
 
+from engine.gate import HOLD_LIMIT
 from engine.session import RUNNING, TrainingSession
 from tui.frames import draw_frame, visible_panels
 from tui.layers import expected_layers
@@ -33,6 +35,9 @@ HOLD_WAIT = 0.02  # seconds
 # The most of an unthrottled run's time that frames may take: the timer's ticks are
 # skipped until the last frame's cost is this share of the time since it began.
 FRAME_SHARE = 0.05
+# However slow one paint was (a slow minute, a collection), the next timer frame
+# comes within this: a dashboard must not look frozen for seconds.
+MAX_FRAME_GAP = 1.0  # seconds
 
 
 class FrameLoop:
@@ -68,9 +73,10 @@ class FrameLoop:
         if held is not None:
             held.release_hold()
             now = time.perf_counter()
-            cost = now - self._held_since
+            # The run waited no longer than the gate lets it (it goes on by itself).
+            cost = min(now - self._held_since, HOLD_LIMIT)
             self.frame_hold_seconds += cost
-            self._next_paced_frame = now + cost * (1 / FRAME_SHARE - 1)
+            self._next_paced_frame = now + min(cost * (1 / FRAME_SHARE - 1), MAX_FRAME_GAP)
 
     def frame_context(self) -> FrameContext:
         """A consistent snapshot of the session for one frame."""
