@@ -51,7 +51,7 @@ from engine.sentinels import (
     read_packed,
     step_sentinels,
 )
-from engine.stats import weight_layers
+from engine.stats import HostNorms, weight_layers
 
 __all__ = ["GradientProbe", "HIST_BINS"]
 
@@ -96,6 +96,8 @@ class GradientProbe:
         # Layers too big for the cache get their statistics taken tensor by tensor.
         self.large_layers = max(self._layer_numel, default=0) > INTERLEAVE_ABOVE
         self.taps = ActivationTap(model, self.layer_names)
+        # A small CPU model's weight norms, by dot products (engine.stats.HostNorms).
+        self._host_norms = None if self.large_layers else HostNorms(list(self.layer_params))
         self.blank_layers = blank_layers(self.layer_names)  # a sentinel record's layers
         self._pending: tuple | None = None  # what after_backward left for end_step
         self._graphed: GraphedStatistics | None = None  # a GPU's statistics as one graph
@@ -219,7 +221,9 @@ class GradientProbe:
             # The weights move slowly: their mean and std come with the activations
             # (beside their histograms); a statistics step takes their norms alone.
             moments = self.capture_acts
-            queue_weights(q, found, self.layer_params, eager, self.large_layers, moments)
+            queue_weights(
+                q, found, self.layer_params, eager, self.large_layers, moments, self._host_norms
+            )
         if self.capture_acts:
             acts = [_as_float(a) for a in self.taps.take()]
             queue_activations(q, found, acts, self.saturating, eager)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 import torch
 
 from engine.stats import (
+    HostNorms,
     abs_max,
     cpu_norm,
     exact_moments,
@@ -161,13 +162,14 @@ def queue_weights(
     eager: bool,
     interleave: bool = False,
     moments: bool = True,
+    host: HostNorms | None = None,
 ) -> None:
     """Per layer (mean, std, L2 norm) of the weights into found["weights"].
 
     Without `moments`, the norms alone (mean and std None): what the update
-    ratio needs, one call for every layer. With `interleave`, each weight's
-    norm and sum are taken back to back (the tensor still in cache); the
-    queued layout is the same.
+    ratio needs, one call for every layer, or on the CPU `host`'s dot
+    products. With `interleave`, each weight's norm and sum are taken back to
+    back (the tensor still in cache); the queued layout is the same.
     """
     n = len(weights)
     if not moments:
@@ -175,7 +177,10 @@ def queue_weights(
         def norms_only(v: list[float]) -> None:
             found["weights"] = [(None, None, norm) for norm in v]
 
-        if eager and interleave:  # large CPU weights: a dot product each
+        host_norms = host.norms() if eager and host is not None else None
+        if host_norms is not None:
+            norms_only(host_norms)
+        elif eager and interleave:  # large CPU weights: a dot product each
             q.add([cpu_norm(w) for w in weights], norms_only)
         else:
             q.add(list(torch._foreach_norm(weights)) if weights else [], norms_only)

@@ -135,6 +135,45 @@ def cpu_norm(t: torch.Tensor) -> torch.Tensor:
     return square_sum.sqrt()
 
 
+class HostNorms:
+    """L2 norms of CPU float tensors as floats: BLAS dot products over numpy views kept across steps.
+
+    For the weights a statistics step reads: in place, right after backward,
+    2.5x cheaper than `_foreach_norm` and its read (43 against 109 us on the
+    block model's six weights). The views are rebuilt when a tensor moves;
+    None where a tensor is not a contiguous CPU float one. A sum of squares
+    that overflows is torch's own `vector_norm` (engine.stats.cpu_norm).
+    """
+
+    def __init__(self, tensors: list[torch.Tensor]) -> None:
+        self.tensors = tensors
+        self._places: list | None = None
+        self._arrays: list[np.ndarray] = []
+
+    def norms(self) -> list[float] | None:
+        """Each tensor's L2 norm, or None where this way does not apply."""
+        tensors = self.tensors
+        places = [(t.data_ptr(), t.numel()) for t in tensors]
+        if places != self._places:
+            if not all(
+                t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64)
+                and t.is_contiguous() for t in tensors
+            ):  # fmt: skip
+                return None
+            self._arrays = [t.detach().numpy().reshape(-1) for t in tensors]
+            self._places = places
+        dot, out = np.dot, []
+        with np.errstate(all="ignore"):  # NaN and inf are data here
+            for a, t in zip(self._arrays, tensors, strict=True):
+                square_sum = float(dot(a, a))
+                out.append(
+                    math.sqrt(square_sum)
+                    if square_sum != math.inf
+                    else float(torch.linalg.vector_norm(t))
+                )
+        return out
+
+
 def queue_sum_range(tensors: list[torch.Tensor], out: list) -> None:
     """Append sum, min and max of each tensor (three device scalars each) to `out`."""
     for t in tensors:
