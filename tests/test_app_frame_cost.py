@@ -142,7 +142,17 @@ def test_frames_of_an_unthrottled_run_take_turns_with_it_and_always_let_it_go():
     asyncio.run(scenario())
 
 
-def test_timer_frames_are_spaced_to_their_share_of_a_held_run(monkeypatch):
+class _HeldSession:
+    """A session that counts the releases a frame loop gives it."""
+
+    released = 0
+
+    def release_hold(self) -> None:
+        self.released += 1
+
+
+def _paced_loop(monkeypatch):
+    # A FrameLoop whose frames only count, on a clock the test moves.
     from tui import frame_loop
 
     clock = _Clock()
@@ -155,18 +165,25 @@ def test_timer_frames_are_spaced_to_their_share_of_a_held_run(monkeypatch):
         def refresh_frame(self, force: bool = False) -> None:
             self.frames += 1
 
-    class Session:
-        released = 0
+    return Loop(), clock
 
-        def release_hold(self) -> None:
-            self.released += 1
 
-    loop, session = Loop(), Session()
+def _hold(loop, clock, seconds: float) -> _HeldSession:
+    # A frame held the run for `seconds`, until painted, and released it.
+    session = _HeldSession()
+    loop._held, loop._held_since = session, clock.now
+    clock.now += seconds
+    loop.release_training()
+    return session
+
+
+def test_timer_frames_are_spaced_to_their_share_of_a_held_run(monkeypatch):
+    from tui import frame_loop
+
+    loop, clock = _paced_loop(monkeypatch)
     loop.frame_tick()
     assert loop.frames == 1
-    loop._held, loop._held_since = session, clock.now  # a frame held the run ...
-    clock.now += 0.004  # ... for 4 ms, until painted
-    loop.release_training()
+    session = _hold(loop, clock, 0.004)
     assert session.released == 1 and abs(loop.frame_hold_seconds - 0.004) < 1e-9
     # At FRAME_SHARE of the time, the next timer frame comes 4 ms / share later.
     gap = 0.004 / frame_loop.FRAME_SHARE - 0.004
@@ -182,25 +199,9 @@ def test_a_slow_paint_neither_freezes_the_dashboard_nor_counts_past_the_gate(mon
     from engine.gate import HOLD_LIMIT
     from tui import frame_loop
 
-    clock = _Clock()
-    monkeypatch.setattr(frame_loop.time, "perf_counter", clock)
-
-    class Loop(frame_loop.FrameLoop):
-        def __init__(self) -> None:
-            self.frames = 0
-
-        def refresh_frame(self, force: bool = False) -> None:
-            self.frames += 1
-
-    class Session:
-        def release_hold(self) -> None:
-            pass
-
-    loop = Loop()
+    loop, clock = _paced_loop(monkeypatch)
     loop.frame_tick()
-    loop._held, loop._held_since = Session(), clock.now
-    clock.now += 0.5  # one paint took half a second (a slow minute, a collection)
-    loop.release_training()
+    _hold(loop, clock, 0.5)  # one paint took half a second (a slow minute, a collection)
     # the run went on by itself after the gate's limit: that is what it waited
     assert abs(loop.frame_hold_seconds - HOLD_LIMIT) < 1e-9
     clock.now += frame_loop.MAX_FRAME_GAP  # not 0.5 / share (9.5 s) of a frozen screen
