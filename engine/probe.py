@@ -185,14 +185,15 @@ class GradientProbe:
             if measured is not None:
                 return measured
         q, found = ReadQueue(), {"present": present}
-        host = host_partials(self, present) if capture and eager else None
-        if host is None:
+        read = host_partials(self, present) if capture and eager else None
+        layer_partials = None  # each layer's (sum, min, max), already read
+        if read is None:
             raw_norms, partials = norms_and_partials(self, raw_all, present, raw, capture and eager)
             q.add(raw_norms, store(found, "raw_norms"))
         else:  # a small CPU model's statistics, all from its flat buffer (no clipping)
-            sums, found["raw_norms"], lows, highs = host
+            sums, found["raw_norms"], lows, highs = read
             raw_norms = partials = None
-            host = [v for i in self._layer_index for v in (sums[i], lows[i], highs[i])]
+            layer_partials = [v for i in self._layer_index for v in (sums[i], lows[i], highs[i])]
         if eager and loss is not None:
             # Read with the statistics (the CPU reads them here), not on its own
             # after optimizer.step(): one read a captured step, as on a GPU.
@@ -202,7 +203,7 @@ class GradientProbe:
             norms = self._norms_of(found, "raw_norms")
             layers = self._layer_grads(raw_all)
             changing = clip.changes_gradients and clip.raw_is_grad
-            queue_grads(q, found, "raw", layers, norms, eager, partials, changing, host)
+            queue_grads(q, found, "raw", layers, norms, eager, partials, changing, layer_partials)
             count = clip.clipped_count(raw, raw_norms)
             if count is not None:
                 q.add([count], store(found, "clipped"))

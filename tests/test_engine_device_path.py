@@ -13,6 +13,7 @@ import math
 
 import pytest
 import torch
+from probed_loop import probed_steps
 from torch import nn
 
 import engine.probe as probe_module
@@ -26,25 +27,12 @@ NEVER = 1 << 62
 
 
 def _probed_run(model, x, y, steps: int, flat: bool, concatenate: bool = True) -> list:
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
     params = [p for p in model.parameters() if p.requires_grad]
     buffer = FlatGradients(params) if flat else None
-    records = []
     with GradientProbe(model, capture_every=NEVER, activation_every=NEVER, lr=0.05) as probe:
         probe.flat = buffer
         probe.concatenable = concatenate
-        for step in range(steps):
-            probe.begin_step(step)
-            loss = nn.functional.mse_loss(model(x), y)
-            if buffer is not None:
-                buffer.zero()
-            else:
-                optimizer.zero_grad()
-            loss.backward()
-            probe.after_backward(loss)
-            optimizer.step()
-            records.append(probe.end_step(loss, 0))
-    return records
+        return probed_steps(probe, model, [(x, y)] * steps, flat=buffer)
 
 
 WAYS = {"flat buffer": (True, True), "concatenation": (False, True), "foreach": (False, False)}

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from probed_loop import probed_steps, random_batches
 from torch import nn
 
 from engine.flat_grads import FLAT_BELOW, FlatGradients
@@ -159,22 +160,10 @@ def test_a_probe_through_the_buffer_reads_what_it_reads_without(monkeypatch):
     def records(flat: bool) -> list:
         model = _model()
         params = list(model.parameters())
-        optimizer = torch.optim.SGD(params, lr=0.05)
         buffer = FlatGradients(params) if flat else None
-        generator = torch.Generator().manual_seed(1)
-        out = []
         with GradientProbe(model, capture_every=1, activation_every=1 << 30, lr=0.05) as probe:
             probe.flat = buffer
-            for step in range(4):
-                probe.begin_step(step)
-                x = torch.randn(32, 10, generator=generator)
-                loss = nn.functional.mse_loss(model(x), torch.randn(32, 1, generator=generator))
-                buffer.zero() if buffer is not None else optimizer.zero_grad()
-                loss.backward()
-                probe.after_backward(loss)
-                optimizer.step()
-                out.append(probe.end_step(loss, 0))
-        return out
+            return probed_steps(probe, model, random_batches(4, 10, 32), flat=buffer)
 
     used = []
     real = FlatGradients.segment_partials

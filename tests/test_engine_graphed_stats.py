@@ -10,6 +10,7 @@ import copy
 
 import pytest
 import torch
+from probed_loop import probed_steps, random_batches
 from torch import nn
 
 import engine.probe as probe_module
@@ -28,9 +29,10 @@ def _model(device: str = "cpu") -> nn.Sequential:
 
 
 def _records(model, graphed: bool, steps: int = 4, device: str = "cpu", poison: int = -1):
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
-    generator = torch.Generator().manual_seed(1)
-    out = []
+    def poisoned(step: int) -> None:
+        if step == poison:
+            model[2].weight.grad[0, 0] = float("nan")
+
     with GradientProbe(model, capture_every=1, activation_every=NEVER, lr=0.05) as probe:
         if graphed and probe._graphed is None:  # the CPU: the graph's reductions, uncaptured
             probe._graphed = GraphedStatistics(
@@ -38,19 +40,8 @@ def _records(model, graphed: bool, steps: int = 4, device: str = "cpu", poison: 
             )
         elif not graphed:
             probe._graphed = None
-        for step in range(steps):
-            probe.begin_step(step)
-            x = torch.randn(64, 5, generator=generator).to(device)
-            y = torch.randn(64, 1, generator=generator).to(device)
-            loss = nn.functional.mse_loss(model(x), y)
-            optimizer.zero_grad()
-            loss.backward()
-            if step == poison:
-                model[2].weight.grad[0, 0] = float("nan")
-            probe.after_backward(loss)
-            optimizer.step()
-            out.append(probe.end_step(loss, 0))
-        return out, probe._graphed
+        batches = random_batches(steps, 5, 64, device)
+        return probed_steps(probe, model, batches, after_backward=poisoned), probe._graphed
 
 
 def _assert_same(a_records, b_records) -> None:
