@@ -152,6 +152,14 @@ def machine() -> dict[str, str]:
         import torch
 
         info["torch"] = f"{torch.__version__}, {torch.get_num_threads()} intra-op threads"
+        from engine.native_stats import sweep_kernel
+
+        # Built here (once per machine) so that no timed block pays for it.
+        info["CPU statistics"] = (
+            "one C sweep (engine.native_stats)"
+            if sweep_kernel() is not None
+            else "numpy (no C compiler, or GRADTUI_NATIVE=0)"
+        )
     except ImportError:
         pass
     return info

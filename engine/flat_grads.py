@@ -31,6 +31,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from engine.native_stats import TensorSweep, torch_norms_where_infinite
+
 FLAT_BELOW = 1 << 20  # trainable elements: larger models keep autograd's own gradients
 SERIAL_BELOW = 1 << 17  # elements: smaller buffers are zeroed without the thread pool
 _TORCH_GRAIN = 32768  # at::internal::GRAIN_SIZE: torch fills no fewer elements in parallel
@@ -65,10 +67,12 @@ class FlatGradients:
         # floats only, and no empty parameter (reduceat would misread it).
         self._array = self._starts = self._squares = None
         self._holds: list | None = None  # the parameter list found to be `params`
+        self._sweep = None  # the same in one pass of C (engine.native_stats), where it builds
         if self.device_type == "cpu" and floats and all(p.numel() for p in params):
             self._array = self.buffer.numpy()
             self._starts = np.cumsum([0] + [p.numel() for p in params[:-1]]).astype(np.intp)
             self._squares = np.empty_like(self._array)
+            self._sweep = TensorSweep.build(self.views)
 
     @staticmethod
     def suits(params: list[nn.Parameter]) -> bool:
@@ -143,26 +147,28 @@ class FlatGradients:
         return self.segment_partials() if self.attached() else None
 
     def segment_partials(self) -> tuple[list[float], list[float], list[float], list[float]] | None:
-        """Each gradient's (sum, L2 norm, min, max), in four passes over the whole buffer.
+        """Each gradient's (sum, L2 norm, min, max): one pass of C, or four of numpy.
 
-        A statistics step of a small CPU model: numpy's `reduceat` reduces
-        every parameter's segment in one call, where torch would take a call
-        per parameter (measured 25 us against 54 on the block model's twelve
-        tensors). Its float32 sums are pairwise, as torch's are. A norm whose
-        sum of squares overflowed is torch's own `vector_norm`, as in
+        A statistics step of a small CPU model. The C sweep
+        (engine.native_stats) reads every view in one call, in double
+        precision. Without it, numpy's `reduceat` reduces every parameter's
+        segment in one call a statistic, where torch would take a call per
+        parameter (25 us against 54 on the block model's twelve tensors,
+        warm); its float32 sums are pairwise, as torch's are. A norm whose
+        sum of squares overflowed float32 is torch's own `vector_norm`, as in
         engine.stats.cpu_norm; NaN and inf come through as torch gives them.
         None where the buffer is not a CPU float one.
         """
-        array, starts = self._array, self._starts
-        if array is None:
-            return None
-        with np.errstate(all="ignore"):  # NaN and inf are data here
-            sums = np.add.reduceat(array, starts).tolist()
-            squares = np.add.reduceat(np.square(array, out=self._squares), starts)
-            norms = np.sqrt(squares).tolist()
-            lows = np.minimum.reduceat(array, starts).tolist()
-            highs = np.maximum.reduceat(array, starts).tolist()
-        for i, norm in enumerate(norms):
-            if norm == math.inf:
-                norms[i] = float(torch.linalg.vector_norm(self.views[i]))
-        return sums, norms, lows, highs
+        if self._sweep is not None:
+            sums, norms, lows, highs = self._sweep()
+        else:
+            array, starts = self._array, self._starts
+            if array is None:
+                return None
+            with np.errstate(all="ignore"):  # NaN and inf are data here
+                sums = np.add.reduceat(array, starts).tolist()
+                squares = np.add.reduceat(np.square(array, out=self._squares), starts)
+                norms = np.sqrt(squares).tolist()
+                lows = np.minimum.reduceat(array, starts).tolist()
+                highs = np.maximum.reduceat(array, starts).tolist()
+        return sums, torch_norms_where_infinite(norms, self.views), lows, highs

@@ -1,28 +1,42 @@
 """A statistics step's raw gradient norms and partials, the cheapest way for the model.
 
-A small CPU model's flat buffer gives every gradient's sum, norm and extremes
-in four numpy calls (engine.flat_grads.segment_partials); large CPU layers
-are swept one by one while in cache; otherwise one `_foreach_norm`. `probe`
-is the GradientProbe whose step this is.
+On the CPU, every gradient's sum, norm and extremes come from one C sweep
+(engine.native_stats), through the flat buffer of a small model
+(engine.flat_grads.segment_partials); without the kernel, or under clipping,
+large CPU layers are swept one by one while in cache; otherwise one
+`_foreach_norm`. `probe` is the GradientProbe whose step this is.
 """
 
 from __future__ import annotations
 
 import torch
 
+from engine.native_stats import TensorSweep, torch_norms_where_infinite
 from engine.stats import cpu_norm
 
 
 def host_partials(probe, present: tuple) -> tuple | None:
-    """Every gradient's (sums, norms, minima, maxima) as floats from the flat buffer, or None.
+    """Every gradient's (sums, norms, minima, maxima) as floats, or None.
 
-    Only where nothing clips the gradients (they are read before any would)
-    and the buffer holds exactly the probe's gradients, all present.
+    From the flat buffer of a small model; for a large CPU model, from one C
+    sweep over autograd's own gradients (engine.native_stats: one pass over
+    each, against torch's three; 1.7 against 2.8 ms over an 8x1024 MLP's
+    32 MB, out of cache). Only where nothing clips the gradients (they are
+    read before any would) and every parameter has one.
     """
     flat, clip = probe.flat, probe.clip
-    if flat is None or clip.changes_gradients or not clip.raw_is_grad:
+    if clip.changes_gradients or not clip.raw_is_grad or present is not probe._all_present:
         return None
-    return flat.partials_for(probe.params) if present is probe._all_present else None
+    if flat is not None:
+        return flat.partials_for(probe.params)
+    if not probe.large_layers:
+        return None
+    grads = [p.grad for p in probe.params]
+    sweep = TensorSweep.build(grads)  # fresh tensors each step: a sweep for this one
+    if sweep is None:
+        return None
+    sums, norms, lows, highs = sweep()
+    return sums, torch_norms_where_infinite(norms, grads), lows, highs
 
 
 def norms_and_partials(probe, raw_all: list, present: tuple, raw: list, interleaved: bool):

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from engine.native_stats import TensorSweep, torch_norms_where_infinite
+
 # Above this ratio of sum of squares to (n - 1) * variance, float32 partials
 # lose too many digits to the subtraction (the ratio multiplies the sums'
 # ~1e-7 relative error: 64 keeps the std within ~1e-5 of torch.std, which
@@ -136,19 +138,23 @@ def cpu_norm(t: torch.Tensor) -> torch.Tensor:
 
 
 class HostNorms:
-    """L2 norms of CPU float tensors as floats: BLAS dot products over numpy views kept across steps.
+    """L2 norms of CPU float tensors as floats, without torch's per-call cost.
 
-    For the weights a statistics step reads: in place, right after backward,
-    2.5x cheaper than `_foreach_norm` and its read (43 against 109 us on the
-    block model's six weights). The views are rebuilt when a tensor moves;
-    None where a tensor is not a contiguous CPU float one. A sum of squares
-    that overflows is torch's own `vector_norm` (engine.stats.cpu_norm).
+    For the weights a statistics step reads: one pass of C over them all
+    (engine.native_stats) where it builds, else BLAS dot products over numpy
+    views; both kept across steps and rebuilt when a tensor moves. In place,
+    right after backward, the dot products were 2.5x cheaper than
+    `_foreach_norm` and its read (43 against 109 us on the block model's six
+    weights). None where a tensor is not a contiguous CPU float one. A sum of
+    squares that overflows float32 is torch's own `vector_norm`
+    (engine.stats.cpu_norm).
     """
 
     def __init__(self, tensors: list[torch.Tensor]) -> None:
         self.tensors = tensors
         self._places: list | None = None
         self._arrays: list[np.ndarray] = []
+        self._sweep = None
 
     def norms(self) -> list[float] | None:
         """Each tensor's L2 norm, or None where this way does not apply."""
@@ -160,18 +166,17 @@ class HostNorms:
                 and t.is_contiguous() for t in tensors
             ):  # fmt: skip
                 return None
+            self._sweep = TensorSweep.build(tensors) if tensors else None
             self._arrays = [t.detach().numpy().reshape(-1) for t in tensors]
             self._places = places
-        dot, out = np.dot, []
-        with np.errstate(all="ignore"):  # NaN and inf are data here
-            for a, t in zip(self._arrays, tensors, strict=True):
-                square_sum = float(dot(a, a))
-                out.append(
-                    math.sqrt(square_sum)
-                    if square_sum != math.inf
-                    else float(torch.linalg.vector_norm(t))
-                )
-        return out
+        if self._sweep is not None:
+            out = self._sweep()[1]
+        else:
+            dot, out = np.dot, []
+            with np.errstate(all="ignore"):  # NaN and inf are data here
+                for a in self._arrays:
+                    out.append(math.sqrt(float(dot(a, a))))
+        return torch_norms_where_infinite(out, tensors)
 
 
 def queue_sum_range(tensors: list[torch.Tensor], out: list) -> None:

@@ -1,6 +1,9 @@
 """Settings shared by every test; nothing here imports torch or textual."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
 import pytest
 
@@ -9,6 +12,25 @@ import pytest
 # of CPU instead of 1). Set before any test module imports torch; an explicit
 # OMP_NUM_THREADS in the environment still wins.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# The native statistics kernel (engine.native_stats) is built into a cache of
+# this run's own, not the user's; the CLI's subprocesses inherit it.
+if "GRADTUI_CACHE" not in os.environ:
+    _cache = tempfile.mkdtemp(prefix="gradtui-test-cache-")
+    os.environ["GRADTUI_CACHE"] = _cache
+    atexit.register(shutil.rmtree, _cache, True)
+
+
+@pytest.fixture(params=["c", "numpy"])
+def stats_kernel(request, monkeypatch):
+    """Run a test with the C statistics sweep, then with numpy's way (engine.native_stats)."""
+    import engine.native_stats as native
+
+    if request.param == "numpy":
+        monkeypatch.setattr(native, "_kernel", False)
+    elif native.sweep_kernel() is None:
+        pytest.skip("no C compiler here: the native statistics sweep is not built")
+    return request.param
 
 
 @pytest.fixture

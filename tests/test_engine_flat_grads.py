@@ -122,7 +122,7 @@ def _same(a: float, b: float, rel: float) -> bool:
     return a == pytest.approx(b, rel=rel, abs=1e-12)
 
 
-def test_segment_partials_are_torch_s_sums_norms_and_extremes_with_nan_and_inf():
+def test_segment_partials_are_torch_s_sums_norms_and_extremes_with_nan_and_inf(stats_kernel):
     model = nn.Sequential(nn.Linear(10, 15), nn.Linear(15, 4), nn.Linear(4, 3), nn.Linear(3, 1))
     params = list(model.parameters())
     flat = FlatGradients(params)
@@ -143,7 +143,7 @@ def test_segment_partials_are_torch_s_sums_norms_and_extremes_with_nan_and_inf()
     assert math.isnan(norms[2]) and norms[4] == math.inf
 
 
-def test_segment_partials_only_for_cpu_float_buffers_without_empty_parameters():
+def test_segment_partials_only_for_cpu_float_buffers_without_empty_parameters(stats_kernel):
     half = [nn.Parameter(torch.zeros(4, dtype=torch.float16))]
     assert FlatGradients(half).segment_partials() is None
     empty = [
@@ -154,7 +154,7 @@ def test_segment_partials_only_for_cpu_float_buffers_without_empty_parameters():
     assert FlatGradients(empty).segment_partials() is None
 
 
-def test_a_probe_through_the_buffer_reads_what_it_reads_without(monkeypatch):
+def test_a_probe_through_the_buffer_reads_what_it_reads_without(monkeypatch, stats_kernel):
     from engine.probe import GradientProbe
 
     def records(flat: bool) -> list:

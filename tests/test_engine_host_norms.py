@@ -1,4 +1,4 @@
-"""HostNorms (engine.stats): CPU weight norms by dot products, against torch's vector_norm."""
+"""HostNorms (engine.stats): CPU weight norms by the C sweep or dot products, against torch."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def _torch_norms(tensors: list[torch.Tensor]) -> list[float]:
     return [float(torch.linalg.vector_norm(t)) for t in tensors]
 
 
-def test_norms_are_torch_s_with_nan_inf_and_overflow():
+def test_norms_are_torch_s_with_nan_inf_and_overflow(stats_kernel):
     torch.manual_seed(0)
     tensors = [torch.randn(100, 100), torch.randn(7, 3), torch.randn(5, dtype=torch.float64)]
     host = HostNorms(tensors)
@@ -29,7 +29,7 @@ def test_norms_are_torch_s_with_nan_inf_and_overflow():
     assert host.norms()[1] == _torch_norms(tensors)[1]
 
 
-def test_a_weight_that_moved_is_read_where_it_is_now():
+def test_a_weight_that_moved_is_read_where_it_is_now(stats_kernel):
     layer = nn.Linear(4, 3)
     host = HostNorms([layer.weight])
     before = host.norms()
@@ -37,7 +37,7 @@ def test_a_weight_that_moved_is_read_where_it_is_now():
     assert host.norms() == pytest.approx([2 * before[0]], rel=1e-6)
 
 
-def test_none_where_the_tensors_are_not_contiguous_cpu_floats():
+def test_none_where_the_tensors_are_not_contiguous_cpu_floats(stats_kernel):
     assert HostNorms([torch.ones(4, dtype=torch.float16)]).norms() is None
     assert HostNorms([torch.ones(4, 4).t()]).norms() is None
     assert HostNorms([]).norms() == []
