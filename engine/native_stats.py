@@ -163,7 +163,10 @@ class TensorSweep:
         pointers = (ctypes.c_void_p * k)(*[p for p, _ in self.places])
         lengths = (ctypes.c_int64 * k)(*[n for _, n in self.places])
         self._out = np.empty((4, k))
-        self._keep = tensors  # the memory the pointers point into stays alive
+        # The memory the pointers point into stays alive, even if a parameter
+        # is given new storage (`p.data = ...`): then the caller's `places` check
+        # finds it moved, and until then the sweep reads old values, never freed memory.
+        self._keep = [t.detach() for t in tensors]
         self._call = function
         self._args = (pointers, lengths, ctypes.c_int64(k), ctypes.c_void_p(self._out.ctypes.data))
 
