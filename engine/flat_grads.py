@@ -38,6 +38,7 @@ SERIAL_BELOW = 1 << 17  # elements: smaller buffers are zeroed without the threa
 _TORCH_GRAIN = 32768  # at::internal::GRAIN_SIZE: torch fills no fewer elements in parallel
 _MKL_SERIAL_DOT = 8192  # MKL's sdot ran on one thread up to 8,000 elements, on two from 16,000
 _GRAD = operator.attrgetter("grad")
+_DATA_PTR, _NUMEL = torch.Tensor.data_ptr, torch.Tensor.numel
 
 
 class FlatGradients:
@@ -68,6 +69,8 @@ class FlatGradients:
         self._array = self._starts = self._squares = None
         self._holds: list | None = None  # the parameter list found to be `params`
         self._sweep = None  # the same in one pass of C (engine.native_stats), where it builds
+        self._joint: TensorSweep | None = None  # the views and the weights (partials_for)
+        self._other_places: list | None = None
         if self.device_type == "cpu" and floats and all(p.numel() for p in params):
             self._array = self.buffer.numpy()
             self._starts = np.cumsum([0] + [p.numel() for p in params[:-1]]).astype(np.intp)
@@ -136,15 +139,45 @@ class FlatGradients:
             return math.sqrt(torch.dot(buffer, buffer).item())
         return float(self.norm())
 
-    def partials_for(self, params: list) -> tuple | None:
-        """`segment_partials`, where the buffer holds exactly these parameters' gradients."""
+    def partials_for(self, params: list, others: list | None = None) -> tuple | None:
+        """`segment_partials` and the L2 norms of `others` (or None), or None.
+
+        None where the buffer does not hold exactly these parameters'
+        gradients. `others` (the weights) are swept with the gradients in the
+        same C call where it builds (one call instead of two, ~20 us in place).
+        """
         if params is not self._holds:
             if len(params) != len(self.params) or any(
                 a is not b for a, b in zip(params, self.params, strict=True)
             ):
                 return None
             self._holds = params
-        return self.segment_partials() if self.attached() else None
+        if not self.attached():
+            return None
+        joint = self._joint_sweep(others) if others is not None else None
+        if joint is None:
+            partials = self.segment_partials()
+            return None if partials is None else (*partials, None)
+        sums, norms, lows, highs = joint()
+        k = len(self.views)
+        return (
+            sums[:k],
+            torch_norms_where_infinite(norms[:k], self.views),
+            lows[:k],
+            highs[:k],
+            torch_norms_where_infinite(norms[k:], others),
+        )
+
+    def _joint_sweep(self, others: list) -> TensorSweep | None:
+        # The views never move; `others` may (a weight given new storage), so
+        # the sweep over both is rebuilt when they do (C-level maps: cheap).
+        if self._sweep is None:
+            return None
+        places = list(zip(map(_DATA_PTR, others), map(_NUMEL, others), strict=True))
+        if places != self._other_places:
+            self._joint = TensorSweep.build(self.views + list(others))
+            self._other_places = places
+        return self._joint
 
     def segment_partials(self) -> tuple[list[float], list[float], list[float], list[float]] | None:
         """Each gradient's (sum, L2 norm, min, max): one pass of C, or four of numpy.

@@ -16,7 +16,7 @@ from engine.stats import cpu_norm
 
 
 def host_partials(probe, present: tuple) -> tuple | None:
-    """Every gradient's (sums, norms, minima, maxima) as floats, or None.
+    """Every gradient's (sums, norms, minima, maxima) as floats, and the weights' norms or None.
 
     From the flat buffer of a small model; for a large CPU model, from one C
     sweep over autograd's own gradients (engine.native_stats: one pass over
@@ -28,7 +28,7 @@ def host_partials(probe, present: tuple) -> tuple | None:
     if clip.changes_gradients or not clip.raw_is_grad or present is not probe._all_present:
         return None
     if flat is not None:
-        return flat.partials_for(probe.params)
+        return flat.partials_for(probe.params, probe.layer_params)
     if not probe.large_layers:
         return None
     grads = [p.grad for p in probe.params]
@@ -36,7 +36,7 @@ def host_partials(probe, present: tuple) -> tuple | None:
     if sweep is None:
         return None
     sums, norms, lows, highs = sweep()
-    return sums, torch_norms_where_infinite(norms, grads), lows, highs
+    return sums, torch_norms_where_infinite(norms, grads), lows, highs, None
 
 
 def norms_and_partials(probe, raw_all: list, present: tuple, raw: list, interleaved: bool):

@@ -196,5 +196,5 @@ def torch_norms_where_infinite(norms: list[float], tensors: list[torch.Tensor]) 
     if math.inf in norms:
         for i, norm in enumerate(norms):
             if norm == math.inf:
-                norms[i] = float(torch.linalg.vector_norm(tensors[i]))
+                norms[i] = float(torch.linalg.vector_norm(tensors[i].detach()))
     return norms

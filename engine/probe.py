@@ -18,11 +18,10 @@ statistics on step 0 and every `capture_every`-th step; activations and
 histograms on step 0 and every `activation_every`-th step.
 
 What a step measured is read back in one go: on a GPU, one device-to-host copy
-per step (more only on a step whose loss or gradient went non-finite, to
-count the NaN and inf and name the layer). On the CPU, where a read costs no synchronization, the values
-are read right after they are computed, while the tensors are still as
-measured, so that the few statistics the fast float32 partials cannot give to
-float tolerance are recomputed exactly (see engine.stats).
+per step (more only on a step whose loss or gradient went non-finite). On the
+CPU, where a read costs no synchronization, values are read as soon as
+computed, while the tensors are as measured, so that the few statistics the
+fast partials cannot give to float tolerance are recomputed (engine.stats).
 """
 
 from __future__ import annotations
@@ -37,6 +36,7 @@ from engine.graphed_stats import GraphedStatistics, graphable, graphed_step
 from engine.histograms import HIST_BINS, queue_histograms
 from engine.readout import (
     ReadQueue,
+    first_nonfinite,
     queue_activations,
     queue_grads,
     queue_weights,
@@ -96,7 +96,7 @@ class GradientProbe:
         # Layers too big for the cache get their statistics taken tensor by tensor.
         self.large_layers = max(self._layer_numel, default=0) > INTERLEAVE_ABOVE
         self.taps = ActivationTap(model, self.layer_names)
-        # A small CPU model's weight norms, by dot products (engine.stats.HostNorms).
+        # A small CPU model's weight norms without torch's per-call cost (HostNorms).
         self._host_norms = None if self.large_layers else HostNorms(list(self.layer_params))
         self.blank_layers = blank_layers(self.layer_names)  # a sentinel record's layers
         self._pending: tuple | None = None  # what after_backward left for end_step
@@ -193,12 +193,12 @@ class GradientProbe:
                 return measured
         q, found = ReadQueue(), {"present": present}
         read = host_partials(self, present) if capture and eager else None
-        layer_partials = None  # each layer's (sum, min, max), already read
+        layer_partials = weight_norms = None  # what the host has read already
         if read is None:
             raw_norms, partials = norms_and_partials(self, raw_all, present, raw, capture and eager)
             q.add(raw_norms, store(found, "raw_norms"))
         else:  # a small CPU model's statistics, all from its flat buffer (no clipping)
-            sums, found["raw_norms"], lows, highs = read
+            sums, found["raw_norms"], lows, highs, weight_norms = read
             raw_norms = partials = None
             layer_partials = [v for i in self._layer_index for v in (sums[i], lows[i], highs[i])]
         if eager and loss is not None:
@@ -233,8 +233,9 @@ class GradientProbe:
             # (beside their histograms); a statistics step takes their norms alone.
             moments = self.capture_acts
             queue_weights(
-                q, found, self.layer_params, eager, self.large_layers, moments, self._host_norms
-            )
+                q, found, self.layer_params, eager, self.large_layers, moments, self._host_norms,
+                weight_norms,
+            )  # fmt: skip
         if self.capture_acts:
             acts = [_as_float(a) for a in self.taps.take()]
             queue_activations(q, found, acts, self.saturating, eager)
@@ -294,11 +295,7 @@ class GradientProbe:
         A second host copy, taken only on the rare step a sentinel tripped.
         """
         grads = [p.grad for p in self.layer_params]
-        here = [(name, g) for name, g in zip(self.layer_names, grads, strict=True) if g is not None]
-        if not here:
-            return None
-        counts = torch.stack([(~torch.isfinite(g)).sum() for _, g in here]).tolist()
-        return next((name for (name, _), c in zip(here, counts, strict=True) if c > 0), None)
+        return first_nonfinite(self.layer_names, grads)
 
 
 def _as_float(a: torch.Tensor | None) -> torch.Tensor | None:

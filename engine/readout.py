@@ -146,6 +146,15 @@ def queue_grads(
     q.add(parts, finish)
 
 
+def first_nonfinite(names: list[str], tensors: list) -> str | None:
+    """The name of the first tensor holding NaN or inf (None ones skipped), in one read."""
+    here = [(name, t) for name, t in zip(names, tensors, strict=True) if t is not None]
+    if not here:
+        return None
+    counts = nonfinite_counts([t for _, t in here])
+    return next((name for (name, _), c in zip(here, counts, strict=True) if c > 0), None)
+
+
 def counts_where_broken(grads: list, layer_norms: list[float]) -> list[float]:
     """Each tensor's NaN and inf count: 0 where its norm is finite, the others in one read."""
     broken = [j for j, n in enumerate(layer_norms) if not math.isfinite(n)]
@@ -163,13 +172,14 @@ def queue_weights(
     interleave: bool = False,
     moments: bool = True,
     host: HostNorms | None = None,
+    known: list[float] | None = None,
 ) -> None:
     """Per layer (mean, std, L2 norm) of the weights into found["weights"].
 
     Without `moments`, the norms alone (mean and std None): what the update
-    ratio needs, one call for every layer, or on the CPU `host`'s dot
-    products. With `interleave`, each weight's norm and sum are taken back to
-    back (the tensor still in cache); the queued layout is the same.
+    ratio needs: `known` where already read, else one call for every layer,
+    or on the CPU `host`'s. With `interleave`, each weight's norm and sum are
+    taken back to back (the tensor still in cache); the queued layout is the same.
     """
     n = len(weights)
     if not moments:
@@ -177,7 +187,9 @@ def queue_weights(
         def norms_only(v: list[float]) -> None:
             found["weights"] = [(None, None, norm) for norm in v]
 
-        host_norms = host.norms() if eager and host is not None else None
+        host_norms = known
+        if host_norms is None and eager and host is not None:
+            host_norms = host.norms()
         if host_norms is not None:
             norms_only(host_norms)
         elif eager and interleave:  # large CPU weights: a dot product each

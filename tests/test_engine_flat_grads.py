@@ -165,13 +165,18 @@ def test_a_probe_through_the_buffer_reads_what_it_reads_without(monkeypatch, sta
             probe.flat = buffer
             return probed_steps(probe, model, random_batches(4, 10, 32), flat=buffer)
 
-    used = []
-    real = FlatGradients.segment_partials
-    monkeypatch.setattr(
-        FlatGradients, "segment_partials", lambda self: used.append(1) or real(self)
-    )
+    read = []  # what the buffer gave each statistics step
+    real = FlatGradients.partials_for
+
+    def partials_for(self, params, others=None):
+        read.append(real(self, params, others))
+        return read[-1]
+
+    monkeypatch.setattr(FlatGradients, "partials_for", partials_for)
     through, plain = records(True), records(False)
-    assert len(used) == 4
+    assert len(read) == 4 and all(r is not None for r in read)
+    # the weights' norms come from the same sweep where the C kernel builds
+    assert all((r[4] is not None) == (stats_kernel == "c") for r in read)
     for a, b in zip(through, plain, strict=True):
         assert a.captured and b.captured
         assert a.grad_norm == pytest.approx(b.grad_norm, rel=1e-6)
@@ -181,3 +186,21 @@ def test_a_probe_through_the_buffer_reads_what_it_reads_without(monkeypatch, sta
                 assert getattr(la, field) == pytest.approx(getattr(lb, field), rel=1e-5), field
             assert la.grad_nonfinite == lb.grad_nonfinite == 0
             assert la.update_ratio == pytest.approx(lb.update_ratio, rel=1e-6)
+
+
+def test_the_weights_swept_with_the_gradients_are_read_where_they_are_now(stats_kernel):
+    model = _model()
+    params = list(model.parameters())
+    flat = FlatGradients(params)
+    flat.zero()
+    model(torch.randn(8, 10)).sum().backward()
+    weights = [model[0].weight, model[2].weight]
+    sums, norms, lows, highs, weight_norms = flat.partials_for(params, weights)
+    assert (sums, norms, lows, highs) == flat.segment_partials() or stats_kernel == "numpy"
+    if stats_kernel == "numpy":  # no joint sweep: the caller reads the weights its own way
+        assert weight_norms is None
+        return
+    want = [float(torch.linalg.vector_norm(w.detach())) for w in weights]
+    assert weight_norms == pytest.approx(want, rel=1e-6)
+    model[0].weight.data = model[0].weight.data * 3  # new storage
+    assert flat.partials_for(params, weights)[4] == pytest.approx([3 * want[0], want[1]], rel=1e-6)
