@@ -18,6 +18,7 @@ the callers keep numpy's way. GRADTUI_NATIVE=0 turns it off.
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import math
 import os
@@ -80,18 +81,50 @@ void tensor_sweep(const float *const *ptrs, const int64_t *lens, int64_t k, doub
         out[3 * k + t] = nan ? NAN : h;
     }
 }
+
+/* The sum of squares of x, in double: a sentinel step's gradient norm. */
+double sum_squares(const float *x, int64_t n) {
+    double acc[LANES] = {0};
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++) acc[j] += (double)x[i + j] * x[i + j];
+    double q = 0.0;
+    for (; i < n; i++) q += (double)x[i] * x[i];
+    for (int j = 0; j < LANES; j++) q += acc[j];
+    return q;
+}
 """
+FLOAT32_MAX = 3.4028234663852886e38
 # No -ffast-math: it would drop the NaN tests. -march=native is safe because
 # the build is named by the CPU it was made for (_cpu_signature).
 FLAGS = ["-O3", "-march=native", "-fPIC", "-shared", "-fno-math-errno"]
 COMPILE_SECONDS = 60
 
 _lock = threading.Lock()
-_kernel: object = None  # the loaded function, False once it is known unavailable
+_kernel: object = None  # the loaded library, False once it is known unavailable
 
 
 def sweep_kernel():
     """The C function `tensor_sweep`, built and loaded on first use; None if unavailable."""
+    library = _library()
+    return None if library is None else library.tensor_sweep
+
+
+def square_sum(tensor: torch.Tensor):
+    """A callable giving the sum of squares of `tensor` (a float, in double), or None.
+
+    For a contiguous CPU float32 tensor that the caller keeps alive and in
+    place (the flat gradient buffer): one C call, no torch dispatch.
+    """
+    library = _library()
+    if library is None or not _suits(tensor):
+        return None
+    return functools.partial(
+        library.sum_squares, ctypes.c_void_p(tensor.data_ptr()), ctypes.c_int64(tensor.numel())
+    )
+
+
+def _library():
     global _kernel
     if _kernel is None:
         with _lock:
@@ -103,6 +136,12 @@ def sweep_kernel():
     return _kernel or None
 
 
+def _suits(t: torch.Tensor) -> bool:
+    return (
+        t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous() and t.numel() > 0
+    )
+
+
 def _load():
     if os.environ.get("GRADTUI_NATIVE", "1") == "0":
         return None
@@ -110,11 +149,11 @@ def _load():
     if compiler is None:
         return None
     key = hashlib.sha256("\0".join([SOURCE, *FLAGS, _cpu_signature()]).encode()).hexdigest()
-    path = _cache_dir() / f"tensor_sweep-{key[:16]}.so"
+    path = _cache_dir() / f"gradtui_stats-{key[:16]}.so"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=path.parent) as work:
-            source = Path(work) / "tensor_sweep.c"
+            source = Path(work) / "gradtui_stats.c"
             source.write_text(SOURCE)
             built = Path(work) / path.name
             subprocess.run(
@@ -124,9 +163,10 @@ def _load():
                 timeout=COMPILE_SECONDS,
             )
             os.replace(built, path)  # atomic: a process building beside this one is harmless
-    function = ctypes.CDLL(str(path)).tensor_sweep
-    function.restype = None
-    return function
+    library = ctypes.CDLL(str(path))
+    library.tensor_sweep.restype = None
+    library.sum_squares.restype = ctypes.c_double
+    return library
 
 
 def _cache_dir() -> Path:
@@ -174,10 +214,7 @@ class TensorSweep:
     def build(tensors: list[torch.Tensor]) -> TensorSweep | None:
         """A sweep over `tensors`, or None without the kernel or for other than contiguous CPU float32."""
         function = sweep_kernel()
-        if function is None or not all(
-            t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous()
-            and t.numel() > 0 for t in tensors
-        ):  # fmt: skip
+        if function is None or not all(map(_suits, tensors)):
             return None
         return TensorSweep(function, tensors)
 

@@ -44,13 +44,7 @@ from engine.readout import (
 )
 from engine.recording import blank_layers, make_record
 from engine.records import StepRecord
-from engine.sentinels import (
-    concatenable,
-    flat_sentinels,
-    packed_sentinels,
-    read_packed,
-    step_sentinels,
-)
+from engine.sentinels import concatenable, read_packed, sentinel_pending, step_sentinels
 from engine.stats import HostNorms, weight_layers
 
 __all__ = ["GradientProbe", "HIST_BINS"]
@@ -154,14 +148,9 @@ class GradientProbe:
         the step where a run breaks always carries its statistics.
         """
         if not (self.capture or self.capture_acts) and loss is not None:
-            if loss.device.type not in EAGER_DEVICES:
-                packed = packed_sentinels(self, loss)
-                if packed is not None:
-                    self._pending = packed, None  # read by end_step
-                    return
-            found = flat_sentinels(self, loss, EAGER_DEVICES)
-            if found is not None:
-                self._pending = None, found
+            pending = sentinel_pending(self, loss, EAGER_DEVICES)
+            if pending is not None:
+                self._pending = pending  # for end_step
                 return
         with torch.no_grad():
             self._pending = self._measure(loss)

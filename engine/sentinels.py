@@ -18,6 +18,23 @@ from engine.recording import l2_total
 from engine.stats import cpu_norm
 
 
+def sentinel_pending(probe, loss: torch.Tensor, eager_devices: set[str]) -> tuple | None:
+    """What a sentinel step's fast paths leave for end_step: (packed, None) or (None, found).
+
+    None where neither applies (or the step broke): the probe's general path
+    takes the step. With a CPU flat buffer the loss's device is not asked
+    (~4 us right after backward, on a step of ~250).
+    """
+    flat = probe.flat
+    eager_flat = flat is not None and flat.device_type in eager_devices
+    if not eager_flat and loss.device.type not in eager_devices:
+        packed = packed_sentinels(probe, loss)
+        if packed is not None:
+            return packed, None
+    found = flat_sentinels(probe, loss, eager_devices)
+    return None if found is None else (None, found)
+
+
 def flat_sentinels(probe, loss: torch.Tensor, eager_devices: set[str]) -> dict | None:
     """The sentinels of a fast CPU step through the flat buffer, or None.
 

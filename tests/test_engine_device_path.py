@@ -17,6 +17,7 @@ from probed_loop import probed_steps
 from torch import nn
 
 import engine.probe as probe_module
+import engine.sentinels as sentinels_module
 from engine.config import RunConfig
 from engine.flat_grads import FlatGradients
 from engine.presets import PRESETS
@@ -49,13 +50,13 @@ def test_packed_sentinels_match_the_cpu_path(monkeypatch, way):
     twin = copy.deepcopy(model)
     cpu = _probed_run(model, x, y, 8, flat)
     monkeypatch.setattr(probe_module, "EAGER_DEVICES", set())
-    packed, original = [], probe_module.packed_sentinels
+    packed, original = [], sentinels_module.packed_sentinels
 
     def counted(probe, loss):
         packed.append(original(probe, loss))
         return packed[-1]
 
-    monkeypatch.setattr(probe_module, "packed_sentinels", counted)
+    monkeypatch.setattr(sentinels_module, "packed_sentinels", counted)
     device = _probed_run(twin, x, y, 8, flat, concatenate)
     assert len(packed) == 7 and all(t is not None for t in packed)  # every step but step 0
     # the loss and one total norm, or the loss and each parameter's norm

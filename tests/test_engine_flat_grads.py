@@ -91,7 +91,7 @@ def test_a_gpu_sentinel_concatenates_only_alike_gradients_of_bounded_size():
 
 
 @pytest.mark.parametrize("width", [8, 60, 200, 400])  # 2-layer models: 144 to 321k values
-def test_zero_and_host_norm_at_every_size(width):
+def test_zero_and_host_norm_at_every_size(width, stats_kernel):
     # Below and above the dot-product limit and the piecewise-zeroing limit.
     torch.manual_seed(width)
     model = nn.Sequential(nn.Linear(width, width), nn.Tanh(), nn.Linear(width, width))
@@ -106,10 +106,13 @@ def test_zero_and_host_norm_at_every_size(width):
         assert flat.host_norm() == pytest.approx(float(flat.norm()), rel=1e-5)
 
 
-def test_host_norm_carries_nan_and_inf():
+def test_host_norm_carries_nan_inf_and_float32_overflow(stats_kernel):
     model = nn.Linear(4, 4)
     flat = FlatGradients(list(model.parameters()))
     flat.zero()
+    flat.buffer[2] = 3e20  # finite, but its square is beyond float32: inf, as torch's norm
+    assert flat.host_norm() == math.inf == float(flat.norm())
+    flat.buffer[2] = 0.0
     flat.buffer[3] = math.inf
     assert flat.host_norm() == math.inf
     flat.buffer[5] = math.nan

@@ -10,7 +10,12 @@ from probed_loop import probed_steps, random_batches
 from torch import nn
 
 import engine.native_stats as native
-from engine.native_stats import TensorSweep, sweep_kernel, torch_norms_where_infinite
+from engine.native_stats import (
+    TensorSweep,
+    square_sum,
+    sweep_kernel,
+    torch_norms_where_infinite,
+)
 from engine.probe import INTERLEAVE_ABOVE, GradientProbe
 
 needs_kernel = pytest.mark.skipif(sweep_kernel() is None, reason="no C compiler here")
@@ -57,6 +62,22 @@ def test_nan_inf_and_overflow_come_out_as_torch_gives_them():
 
 
 @needs_kernel
+def test_a_square_sum_is_the_exact_one_nan_and_inf_included():
+    torch.manual_seed(1)
+    for n in (1, 15, 16, 17, 181, 40_000):
+        t = torch.randn(n)
+        assert square_sum(t)() == pytest.approx(float(t.double().square().sum()), rel=1e-12)
+    t = torch.ones(20)
+    sums = square_sum(t)
+    t[3] = math.inf
+    assert sums() == math.inf
+    t[4] = math.nan
+    assert math.isnan(sums())
+    assert square_sum(torch.ones(3, dtype=torch.float64)) is None
+    assert square_sum(torch.ones(4, 4).t()) is None
+
+
+@needs_kernel
 def test_the_same_sweep_reads_the_tensors_current_values():
     t = torch.ones(40)
     sweep = TensorSweep.build([t])
@@ -92,7 +113,7 @@ def test_the_build_is_kept_per_cpu_and_used_again(monkeypatch, tmp_path):
     monkeypatch.setenv("GRADTUI_CACHE", str(tmp_path))
     monkeypatch.setattr(native, "_kernel", None)
     assert sweep_kernel() is not None
-    (built,) = tmp_path.glob("tensor_sweep-*.so")
+    (built,) = tmp_path.glob("gradtui_stats-*.so")
     stamp = built.stat().st_mtime_ns
     monkeypatch.setattr(native, "_kernel", None)
     assert sweep_kernel() is not None
