@@ -98,7 +98,9 @@ FLOAT32_MAX = 3.4028234663852886e38
 # No -ffast-math: it would drop the NaN tests. -march=native is safe because
 # the build is named by the CPU it was made for (_cpu_signature).
 FLAGS = ["-O3", "-march=native", "-fPIC", "-shared", "-fno-math-errno"]
-COMPILE_SECONDS = 60
+# A compiler that rejects -march=native (some clang on arm64) builds without it.
+PLAIN_FLAGS = [flag for flag in FLAGS if flag != "-march=native"]
+COMPILE_SECONDS = 20  # a build takes ~0.3 s; a compiler that hangs costs no more than this
 
 _lock = threading.Lock()
 _kernel: object = None  # the loaded library, False once it is known unavailable
@@ -156,12 +158,16 @@ def _load():
             source = Path(work) / "gradtui_stats.c"
             source.write_text(SOURCE)
             built = Path(work) / path.name
-            subprocess.run(
-                [compiler, *FLAGS, str(source), "-o", str(built), "-lm"],
-                check=True,
-                capture_output=True,
-                timeout=COMPILE_SECONDS,
-            )
+            for flags in (FLAGS, PLAIN_FLAGS):
+                done = subprocess.run(
+                    [compiler, *flags, str(source), "-o", str(built), "-lm"],
+                    capture_output=True,
+                    timeout=COMPILE_SECONDS,
+                )
+                if done.returncode == 0:
+                    break
+            else:
+                return None
             os.replace(built, path)  # atomic: a process building beside this one is harmless
     library = ctypes.CDLL(str(path))
     library.tensor_sweep.restype = None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import shutil
 
 import pytest
 import torch
@@ -119,6 +121,22 @@ def test_the_build_is_kept_per_cpu_and_used_again(monkeypatch, tmp_path):
     assert sweep_kernel() is not None
     assert built.stat().st_mtime_ns == stamp  # loaded, not built again
     assert not [p for p in tmp_path.iterdir() if p != built]  # no work files left behind
+
+
+@needs_kernel
+def test_a_compiler_that_rejects_march_native_builds_without_it(monkeypatch, tmp_path):
+    real = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    fussy = tmp_path / "fussy-cc"
+    fussy.write_text(
+        '#!/bin/sh\nfor a in "$@"; do [ "$a" = "-march=native" ] && exit 1; done\n'
+        f'exec "{real}" "$@"\n'
+    )
+    fussy.chmod(0o755)
+    monkeypatch.setenv("GRADTUI_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CC", str(fussy))
+    monkeypatch.setattr(native, "_kernel", None)
+    sums = TensorSweep.build([torch.arange(20.0)])()[0]
+    assert sums == [190.0]
 
 
 @pytest.mark.parametrize("native_sweep", [True, False])
