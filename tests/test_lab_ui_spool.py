@@ -8,7 +8,7 @@ import pytest
 
 from engine.export import write_records
 from engine.records import LayerStats, StepRecord
-from tui.record_spool import RecordHooks, RecordSpool, record_from_json
+from tui.record_spool import BATCH, RecordHooks, RecordSpool, record_from_json
 
 
 def _records(count: int = 5) -> list[StepRecord]:
@@ -94,3 +94,30 @@ def test_hooks_call_each_hook_in_order():
     hooks = RecordHooks(lambda r: seen.append(("a", r.step)), lambda r: seen.append(("b", r.step)))
     hooks(_records(1)[0])
     assert seen == [("a", 0), ("b", 0)]
+
+
+def test_records_kept_back_are_read_in_order_whatever_the_batch():
+    records = _records(2 * BATCH + 5)  # two whole batches and some kept back
+    spool = RecordSpool()
+    for record in records[: BATCH + 3]:
+        spool(record)
+    assert [r.step for r in spool.records()] == list(range(BATCH + 3))  # a read writes them
+    for record in records[BATCH + 3 :]:
+        spool(record)
+    assert spool.count == len(records)
+    assert [r.step for r in spool.records()] == list(range(len(records)))
+    spool.close()
+
+
+def test_a_failed_write_is_an_error_not_an_exception(monkeypatch):
+    spool = RecordSpool()
+
+    def full(data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(spool._file, "write", full)
+    for record in _records(BATCH + 1):
+        spool(record)  # the training thread: never raises
+    assert "stopped at step 0" in spool.error and "No space left" in spool.error
+    assert spool.count == 0  # the batch that failed is not counted, nor what came after
+    spool.close()

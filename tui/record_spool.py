@@ -7,8 +7,9 @@ grow without bound (a few kB a step). The choice here: the session's
 anonymous temporary file (deleted by the OS when closed or when the process
 ends). Memory stays constant at any run length, and the export has every step
 since the last reset. The cost is one JSON line per step in the training
-thread, a few microseconds for a step whose layers were not measured
-(`engine.export.json_line`), and a buffered write.
+thread, formatted BATCH records at a time (~2 us for a step whose layers were
+not measured, `engine.export.json_line`, against ~9 us one at a time right
+after a step), and a buffered write.
 
 Export reads the lines back (a snapshot of the steps written by then, in
 chunks under the lock, so training goes on meanwhile), rebuilds the records
@@ -54,34 +55,58 @@ def record_from_json(data: dict) -> StepRecord:
     )
 
 
+# Records kept back and written together: a JSON line formatted right after a
+# training step cost ~9 us (its code out of the caches), ~2 us in a batch.
+BATCH = 64
+
+
 class RecordSpool:
-    """A session's on_record hook: each record appended to a temporary JSONL file."""
+    """A session's on_record hook: each record appended to a temporary JSONL file.
+
+    Records are formatted and written BATCH at a time (a reader first writes
+    what is kept back, so it sees every record given so far).
+    """
 
     def __init__(self, directory: str | None = None) -> None:
         self._file = tempfile.TemporaryFile("w+b", prefix="gradtui-records-", dir=directory)
         self._lock = threading.Lock()
         self._read_since_write = False  # the file position is not at the end
-        self.count = 0  # records written
+        self._kept: list[StepRecord] = []  # given, not yet written
+        self.count = 0  # records given (written, or kept back to be)
         self.error: str | None = None  # why the spool stopped (a full disk), if it did
 
     def __call__(self, record: StepRecord) -> None:
-        """Append one record (called in the training thread; never raises)."""
+        """Take one record (called in the training thread; never raises)."""
         if self.error is not None:
             return
-        line = json_line(record).encode() + b"\n"
         with self._lock:
-            try:
-                if self._read_since_write:  # a seek flushes the buffer: only after a read
-                    self._file.seek(0, os.SEEK_END)
-                    self._read_since_write = False
-                self._file.write(line)
-                self.count += 1
-            except (OSError, ValueError) as exc:  # ValueError: closed by a reset meanwhile
-                self.error = f"the record file stopped at step {record.step}: {exc}"
+            if self._file.closed:  # a reset closed it while the old thread still ran
+                self.error = f"the record file stopped at step {record.step}: it was closed"
+                return
+            self._kept.append(record)
+            self.count += 1
+            if len(self._kept) >= BATCH:
+                self._write_kept()
+
+    def _write_kept(self) -> None:
+        # Under the lock. Records are frozen: formatting them late changes nothing.
+        kept, self._kept = self._kept, []
+        if not kept or self.error is not None:
+            return
+        try:
+            block = "".join([json_line(r) + "\n" for r in kept]).encode()
+            if self._read_since_write:  # a seek flushes the buffer: only after a read
+                self._file.seek(0, os.SEEK_END)
+                self._read_since_write = False
+            self._file.write(block)
+        except (OSError, ValueError) as exc:  # ValueError: closed by a reset meanwhile
+            self.count -= len(kept)
+            self.error = f"the record file stopped at step {kept[0].step}: {exc}"
 
     def lines(self, chunk: int = 1024) -> Iterator[bytes]:
-        """The lines written so far: a snapshot of `count` at the call, read in chunks."""
+        """The lines given so far: a snapshot of `count` at the call, read in chunks."""
         with self._lock:
+            self._write_kept()
             total = self.count
         position, done = 0, 0
         while done < total:
@@ -110,8 +135,9 @@ class RecordSpool:
         return write_records(path, self.records())
 
     def close(self) -> None:
-        """Delete the temporary file."""
+        """Delete the temporary file (and what was kept back)."""
         with self._lock:
+            self._kept = []
             self._file.close()
 
 
