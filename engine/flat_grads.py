@@ -34,6 +34,7 @@ from torch import nn
 from engine.native_stats import (
     FLOAT32_MAX,
     TensorSweep,
+    places,
     square_sum,
     torch_norms_where_infinite,
 )
@@ -43,7 +44,6 @@ SERIAL_BELOW = 1 << 17  # elements: smaller buffers are zeroed without the threa
 _TORCH_GRAIN = 32768  # at::internal::GRAIN_SIZE: torch fills no fewer elements in parallel
 _MKL_SERIAL_DOT = 8192  # MKL's sdot ran on one thread up to 8,000 elements, on two from 16,000
 _GRAD = operator.attrgetter("grad")
-_DATA_PTR, _NUMEL = torch.Tensor.data_ptr, torch.Tensor.numel
 
 
 class FlatGradients:
@@ -79,10 +79,11 @@ class FlatGradients:
         self._joint: TensorSweep | None = None  # the views and the weights (partials_for)
         self._other_places: list | None = None
         if self.device_type == "cpu" and floats and all(p.numel() for p in params):
-            self._array = self.buffer.numpy()
-            self._starts = np.cumsum([0] + [p.numel() for p in params[:-1]]).astype(np.intp)
-            self._squares = np.empty_like(self._array)
             self._sweep = TensorSweep.build(self.views)
+            if self._sweep is None:  # numpy's way needs its views and a scratch buffer
+                self._array = self.buffer.numpy()
+                self._starts = np.cumsum([0] + [p.numel() for p in params[:-1]]).astype(np.intp)
+                self._squares = np.empty_like(self._array)
 
     @staticmethod
     def suits(params: list[nn.Parameter]) -> bool:
@@ -182,13 +183,13 @@ class FlatGradients:
 
     def _joint_sweep(self, others: list) -> TensorSweep | None:
         # The views never move; `others` may (a weight given new storage), so
-        # the sweep over both is rebuilt when they do (C-level maps: cheap).
+        # the sweep over both is rebuilt when they do.
         if self._sweep is None:
             return None
-        places = list(zip(map(_DATA_PTR, others), map(_NUMEL, others), strict=True))
-        if places != self._other_places:
+        now = places(others)
+        if now != self._other_places:
             self._joint = TensorSweep.build(self.views + list(others))
-            self._other_places = places
+            self._other_places = now
         return self._joint
 
     def segment_partials(self) -> tuple[list[float], list[float], list[float], list[float]] | None:

@@ -186,7 +186,7 @@ class GradientProbe:
         if read is None:
             raw_norms, partials = norms_and_partials(self, raw_all, present, raw, capture and eager)
             q.add(raw_norms, store(found, "raw_norms"))
-        else:  # a small CPU model's statistics, all from its flat buffer (no clipping)
+        else:  # a CPU model's statistics, all read on the host already (no clipping)
             sums, found["raw_norms"], lows, highs, weight_norms = read
             raw_norms = partials = None
             layer_partials = [v for i in self._layer_index for v in (sums[i], lows[i], highs[i])]

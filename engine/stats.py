@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.native_stats import TensorSweep, torch_norms_where_infinite
+from engine.native_stats import TensorSweep, places, torch_norms_where_infinite
 
 # Above this ratio of sum of squares to (n - 1) * variance, float32 partials
 # lose too many digits to the subtraction (the ratio multiplies the sums'
@@ -137,9 +137,6 @@ def cpu_norm(t: torch.Tensor) -> torch.Tensor:
     return square_sum.sqrt()
 
 
-_DATA_PTR, _NUMEL = torch.Tensor.data_ptr, torch.Tensor.numel
-
-
 class HostNorms:
     """L2 norms of CPU float tensors as floats, without torch's per-call cost.
 
@@ -162,18 +159,17 @@ class HostNorms:
     def norms(self) -> list[float] | None:
         """Each tensor's L2 norm, or None where this way does not apply."""
         tensors = self.tensors
-        # Where each tensor lies now (C-level maps: a Python loop costs ~1 us a
-        # tensor right after backward).
-        places = list(zip(map(_DATA_PTR, tensors), map(_NUMEL, tensors), strict=True))
-        if places != self._places:
+        now = places(tensors)
+        if now != self._places:
             if not all(
                 t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64)
                 and t.is_contiguous() for t in tensors
             ):  # fmt: skip
                 return None
             self._sweep = TensorSweep.build(tensors) if tensors else None
-            self._arrays = [t.detach().numpy().reshape(-1) for t in tensors]
-            self._places = places
+            if self._sweep is None:  # dot products over kept numpy views instead
+                self._arrays = [t.detach().numpy().reshape(-1) for t in tensors]
+            self._places = now
         if self._sweep is not None:
             out = self._sweep()[1]
         else:
