@@ -7,6 +7,8 @@ they cost one launch, plus one copy of the gradients into the buffer the
 graph reads (autograd's gradients move from step to step; the weights stay
 where they are). On the H100 of the benchmarks: statistics every step cost
 1.24-1.27x a bare step op by op, 1.03-1.07x as a graph (benchmarks/RESULTS.md).
+The loss is copied in beside the gradients and comes out first in the
+graph's vector, so the step's read needs no launch of its own to join them.
 
 The values are the device path's own (engine.stats.queue_device_moments),
 computed by the same torch reductions, read in the step's one copy.
@@ -14,6 +16,7 @@ computed by the same torch reductions, read in the step's one copy.
 
 from __future__ import annotations
 
+import gc
 import math
 
 import torch
@@ -58,9 +61,19 @@ class GraphedStatistics:
         # the capture's side stream, and every backward after warned of a
         # stream mismatch (on the H100: a UserWarning above gradtui's errors).
         weights = [w.detach() for w in weights]
-        self.buffer = torch.zeros(sum(sizes), device=first.device, dtype=first.dtype)
-        views = [v.view_as(p) for v, p in zip(self.buffer.split(sizes), params, strict=True)]
-        self._reductions = lambda: _reductions(views, [views[i] for i in layer_index], weights)
+        total = sum(sizes)
+        # The gradients, then one slot for the loss.
+        self.buffer = torch.zeros(total + 1, device=first.device, dtype=first.dtype)
+        gradients = self.buffer.narrow(0, 0, total).split(sizes)
+        views = [v.view_as(p) for v, p in zip(gradients, params, strict=True)]
+        slot = self.buffer.select(0, total)
+        self._views, self._slot = views, slot
+        # No reference back to self: a cycle would leave an old probe's graph
+        # to the cyclic collector, which may run while a new one is being
+        # captured, and CUDA refuses to free a graph then (a warning on stderr).
+        self._reductions = lambda: _reductions(
+            slot, views, [views[i] for i in layer_index], weights
+        )
         self.graph = None
         self.out: torch.Tensor | None = None
         if first.device.type == "cuda":
@@ -80,8 +93,14 @@ class GraphedStatistics:
         # thread_local: a session training in another thread (compare mode) is
         # not refused its own CUDA calls meanwhile; should it break the
         # capture, this probe goes op by op (GradientProbe.__enter__).
-        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-            self.out = self._reductions()
+        collecting = gc.isenabled()
+        gc.disable()  # nor may an unrelated cycle's graph be freed mid-capture
+        try:
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                self.out = self._reductions()
+        finally:
+            if collecting:
+                gc.enable()
         self.graph = graph
 
     def valid(self) -> bool:
@@ -90,20 +109,44 @@ class GraphedStatistics:
             w.data_ptr() == p for w, p in zip(self.weights, self._weight_places, strict=True)
         )
 
-    def measure(self, grads: list[torch.Tensor]) -> torch.Tensor:
-        """The reductions over these gradients (one per parameter), as one device vector."""
-        torch.cat([g.reshape(-1) for g in grads], out=self.buffer)
+    def takes(self, loss: torch.Tensor | None) -> bool:
+        """Whether `loss` fits the buffer's slot: one number, of its device and dtype."""
+        slot = self._slot
+        return (
+            loss is not None
+            and loss.numel() == 1
+            and loss.dtype == slot.dtype
+            and loss.device == slot.device
+        )
+
+    def measure(self, grads: list[torch.Tensor], loss: torch.Tensor | None = None) -> torch.Tensor:
+        """[the loss's slot, then the reductions over these gradients] as one device vector.
+
+        `grads` has one gradient per parameter; `loss`, where `takes` allows,
+        is copied into the slot in the same call (else the slot is stale).
+        """
+        if loss is not None:
+            _copy_all([*self._views, self._slot], [*grads, loss.detach().reshape(())])
+        else:
+            _copy_all(self._views, grads)
         if self.graph is None:
             return self._reductions()
         self.graph.replay()
         return self.out
 
-    def consumer(self, found: dict, layer_grads: list[torch.Tensor]):
-        """What turns the read vector into found's raw_norms, raw rows and weight norms."""
+    def consumer(self, found: dict, layer_grads: list[torch.Tensor], with_loss: bool = False):
+        """What turns the read vector into found's raw_norms, raw rows and weight norms.
+
+        `with_loss`: the slot held this step's loss (found's loss too).
+        """
         n, m = self.n_params, self.n_layers
+        if with_loss:
+            found["loss"] = []  # read with the rest: end_step queues no read of its own
 
         def finish(rows: list[list[float]]) -> None:
-            v = rows[0]
+            head, v = rows[0][:1], rows[0][1:]
+            if with_loss:
+                found["loss"] = head
             norms = v[:n]
             cells = [v[n + 3 * j : n + 3 * j + 3] for j in range(m)]
             bad = counts_where_broken(layer_grads, [norms[i] for i in self.layer_index])
@@ -116,8 +159,10 @@ class GraphedStatistics:
         return finish
 
 
-def graphed_step(probe, raw_all: list, raw: list, present: tuple):
+def graphed_step(probe, raw_all: list, raw: list, present: tuple, loss=None):
     """(read queue, found) of a statistics step through `probe`'s graph, or None.
+
+    The step's `loss`, where given and it fits, is read in the same vector.
 
     None where the graph does not apply (a gradient missing) or no longer
     does (a weight was replaced: the probe goes op by op from then on).
@@ -128,14 +173,28 @@ def graphed_step(probe, raw_all: list, raw: list, present: tuple):
     if not graphed.valid():
         probe._graphed = None
         return None
+    with_loss = graphed.takes(loss)
     q, found = ReadQueue(), {"present": present}
-    q.add_vectors([graphed.measure(raw)], graphed.consumer(found, probe._layer_grads(raw_all)))
+    measured = graphed.measure(raw, loss if with_loss else None)
+    q.add_vectors([measured], graphed.consumer(found, probe._layer_grads(raw_all), with_loss))
     return q, found
 
 
-def _reductions(grads: list, layer_grads: list, weights: list) -> torch.Tensor:
-    # The device path's reductions (engine.stats.queue_device_moments), stacked.
-    parts = list(torch._foreach_norm(grads))
+def _copy_all(targets: list[torch.Tensor], sources: list[torch.Tensor]) -> None:
+    # One multi-tensor launch on a GPU (a concatenation would need a reshaped
+    # view of every gradient first, one Python call each).
+    if hasattr(torch, "_foreach_copy_"):
+        torch._foreach_copy_(targets, sources)
+    else:  # torch before 2.1
+        for target, source in zip(targets, sources, strict=True):
+            target.copy_(source)
+
+
+def _reductions(head: torch.Tensor, grads: list, layer_grads: list, weights: list) -> torch.Tensor:
+    # The loss's slot, then the device path's reductions
+    # (engine.stats.queue_device_moments), stacked.
+    parts = [head]
+    parts += torch._foreach_norm(grads)
     absmax = torch._foreach_norm(layer_grads, math.inf)
     for j, g in enumerate(layer_grads):
         std, mean = torch.std_mean(g)

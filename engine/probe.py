@@ -118,9 +118,10 @@ class GradientProbe:
         self.close()
 
     def close(self) -> None:
-        """Remove every hook the probe and its clip strategy registered."""
+        """Remove every hook the probe and its clip strategy registered; drop its graph."""
         self.taps.close()
         self.clip.close()
+        self._graphed = None  # its buffer holds a copy of every gradient
 
     # -- the step ----------------------------------------------------------
     def begin_step(
@@ -177,7 +178,7 @@ class GradientProbe:
                 return sentinels
             self.capture = capture = True  # it broke here: take everything
         if self._graphed is not None and not (eager or self.capture_acts):
-            measured = graphed_step(self, raw_all, raw, present)
+            measured = graphed_step(self, raw_all, raw, present, loss)
             if measured is not None:
                 return measured
         q, found = ReadQueue(), {"present": present}

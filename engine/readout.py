@@ -61,7 +61,9 @@ class ReadQueue:
         if not self.consumers:
             return
         scalars, vectors = self.scalars, self.vectors
-        if vectors:
+        if len(vectors) == 1 and not scalars:  # no launch to join them (a GPU's graphed step)
+            values, rows = [], [vectors[0].tolist()]
+        elif vectors:
             head = [torch.stack(scalars)] if scalars else []
             flat = torch.cat(head + vectors).tolist()
             values = flat[: len(scalars)]

@@ -167,3 +167,40 @@ def test_batched_histograms_are_histogram_row_bit_for_bit(monkeypatch, batch):
     assert rows.shape == (len(tensors), histograms.HIST_BINS + 3)
     torch.testing.assert_close(rows, torch.stack(one_by_one), rtol=0, atol=0, equal_nan=True)
     assert rows[2, 2] == 4 and rows[3, 2] == 5  # the non-finite counts
+
+
+def test_loss_and_norm_is_the_loss_then_torch_s_total_norm():
+    torch.manual_seed(1)
+    grads = [torch.randn(7, 3), torch.randn(3), torch.randn(2, 2, 2)]
+    loss = torch.tensor(0.75)
+    numel = sum(g.numel() for g in grads)
+    packed = sentinels_module.loss_and_norm(grads, loss, numel)
+    expected = torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in grads]))
+    assert packed.shape == (2,)
+    assert packed[0].item() == 0.75
+    assert packed[1].item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_loss_and_norm_carries_nan_and_inf():
+    grads = [torch.ones(4), torch.tensor([1.0, float("inf")])]
+    packed = sentinels_module.loss_and_norm(grads, torch.tensor(float("nan")), 6).tolist()
+    assert math.isnan(packed[0]) and packed[1] == math.inf
+    grads[0][1] = float("nan")
+    assert math.isnan(sentinels_module.loss_and_norm(grads, torch.tensor(1.0), 6)[1].item())
+
+
+def test_a_read_queue_reads_scalars_and_vectors_in_order():
+    from engine.readout import ReadQueue, store
+
+    found: dict = {}
+    q = ReadQueue()
+    q.add([torch.tensor(1.0), torch.tensor(2.0)], store(found, "a"))
+    q.add_vectors([torch.tensor([3.0, 4.0]), torch.tensor([5.0])], store(found, "b"))
+    q.flush()
+    assert found == {"a": [1.0, 2.0], "b": [[3.0, 4.0], [5.0]]}
+    q.add_vectors([torch.tensor([6.0, float("nan")])], store(found, "c"))  # one vector alone
+    q.flush()
+    assert found["c"][0][0] == 6.0 and math.isnan(found["c"][0][1])
+    q.add([torch.tensor(7.0)], store(found, "d"))  # one scalar alone
+    q.flush()
+    assert found["d"] == [7.0] and not q.consumers

@@ -64,10 +64,11 @@ def test_the_graph_s_values_are_the_device_path_s(monkeypatch):
     model = _model()
     twin = copy.deepcopy(model)
     used, measure = [], GraphedStatistics.measure
-    monkeypatch.setattr(GraphedStatistics, "measure", lambda s, g: used.append(1) or measure(s, g))
+    monkeypatch.setattr(GraphedStatistics, "measure", lambda *a: used.append(a[2]) or measure(*a))
     graphed, kept = _records(model, graphed=True, poison=2)
     plain, _ = _records(twin, graphed=False, poison=2)
     assert kept is not None and len(used) == 3  # every step after step 0's, NaN included
+    assert all(loss is not None for loss in used)  # the loss read in the graph's vector
     _assert_same(graphed, plain)
     assert graphed[2].layers["2"].grad_nonfinite == 1.0  # counted after the read, as op by op
 
@@ -116,3 +117,72 @@ def test_the_reductions_make_no_autograd_nodes_for_the_weights():
     graphed = GraphedStatistics(probe.params, probe._layer_index, list(probe.layer_params))
     with torch.enable_grad():
         assert not graphed._reductions().requires_grad
+
+
+def test_the_loss_comes_first_in_the_graph_s_vector():
+    model = _model()
+    probe = GradientProbe(model)
+    graphed = GraphedStatistics(probe.params, probe._layer_index, list(probe.layer_params))
+    loss = model(torch.randn(8, 5)).pow(2).mean()
+    loss.backward()
+    grads = [p.grad for p in probe.params]
+    assert graphed.takes(loss)
+    assert not graphed.takes(loss.double()) and not graphed.takes(None)
+    assert not graphed.takes(torch.ones(2))
+    vector = graphed.measure(grads, loss)
+    assert vector[0].item() == loss.item()
+    norms = vector[1 : 1 + len(grads)]
+    assert torch.allclose(norms, torch.stack([g.norm() for g in grads]))
+    found = {"present": probe._all_present}
+    finish = graphed.consumer(found, [grads[i] for i in probe._layer_index], with_loss=True)
+    assert found["loss"] == []  # marked before the read: end_step queues no loss of its own
+    finish([vector.tolist()])
+    assert found["loss"] == [loss.item()]
+    assert found["raw_norms"] == pytest.approx(norms.tolist())
+
+
+def test_a_loss_that_does_not_fit_the_slot_is_read_as_before(monkeypatch):
+    # A float64 loss over float32 weights: end_step reads it on its own.
+    monkeypatch.setattr(probe_module, "EAGER_DEVICES", set())
+    model = _model()
+    with GradientProbe(model, capture_every=1, activation_every=NEVER) as probe:
+        probe._graphed = GraphedStatistics(
+            probe.params, probe._layer_index, list(probe.layer_params)
+        )
+        records = []
+        for step in range(3):
+            probe.begin_step(step)
+            loss = model(torch.randn(8, 5)).pow(2).mean().double()
+            loss.backward()
+            probe.after_backward(loss)
+            records.append((probe.end_step(loss, 0), loss.item()))
+    for record, expected in records:
+        assert record.captured and record.loss == expected
+
+
+def test_a_dropped_graph_is_freed_at_once_not_by_the_cyclic_collector():
+    # A graph left to the collector may be freed while another is being
+    # captured, which CUDA refuses (a warning on stderr, over the dashboard).
+    import gc
+    import weakref
+
+    model = _model()
+    probe = GradientProbe(model)
+    graphed = GraphedStatistics(probe.params, probe._layer_index, list(probe.layer_params))
+    gone = weakref.ref(graphed)
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        del graphed
+        assert gone() is None
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def test_closing_the_probe_drops_its_graph():
+    model = _model()
+    probe = GradientProbe(model).__enter__()
+    probe._graphed = GraphedStatistics(probe.params, probe._layer_index, list(probe.layer_params))
+    probe.close()
+    assert probe._graphed is None
