@@ -114,9 +114,10 @@ def _strategy_runner(loop: Loop, name: str, steps: int):
     """A block of `steps` steps taking the sentinels one way (or none: "bare")."""
     from benchmarks.common import now
     from engine.recording import l2_total
-    from engine.sentinels import _flatten
+    from engine.sentinels import _flatten, loss_and_norm
 
     params = [p for p in loop.model.parameters() if p.requires_grad]
+    numel = sum(p.numel() for p in params)
 
     def run() -> float:
         start = now()
@@ -127,6 +128,12 @@ def _strategy_runner(loop: Loop, name: str, steps: int):
                 loss.item()
                 continue
             grads = [p.grad for p in params]
+            if name == LOSS_SLOT:  # engine.sentinels.loss_and_norm
+                packed = loss_and_norm(grads, loss.detach(), numel)
+                loop.optimizer.step()
+                values = packed.tolist()
+                l2_total(values[1:])
+                continue
             if name == "foreach norms, summed on the host":
                 parts = list(torch._foreach_norm(grads))
             elif name == "cat, one norm":
@@ -142,10 +149,12 @@ def _strategy_runner(loop: Loop, name: str, steps: int):
     return run
 
 
+LOSS_SLOT = "flatten with the loss, norm in its slot"
 STRATEGIES = (
     "foreach norms, summed on the host",
     "cat, one norm",
     "flatten in one call, one norm",
+    LOSS_SLOT,
 )
 
 
@@ -176,6 +185,10 @@ def _stats_runner(loop: Loop, steps: int, graphed: bool):
     layers = [i for i, p in enumerate(params) if p.dim() >= 2]
     weights = [params[i] for i in layers]
     if graphed:
+        # Detached, as engine.graphed_stats captures: reductions over weights
+        # that require grad would make their gradient accumulators on the
+        # side stream (a stream-mismatch warning at every backward after).
+        weights = [w.detach() for w in weights]
         static = torch.zeros(sum(p.numel() for p in params), device=params[0].device)
         views = list(static.split([p.numel() for p in params]))
         side = torch.cuda.Stream()
@@ -208,6 +221,30 @@ def _stats_runner(loop: Loop, steps: int, graphed: bool):
     return run
 
 
+def _engine_graph_runner(loop: Loop, steps: int):
+    """A block of statistics steps through engine.graphed_stats, the loss in the graph's vector."""
+    from benchmarks.common import now
+    from engine.graphed_stats import GraphedStatistics
+
+    params = [p for p in loop.model.parameters() if p.requires_grad]
+    layers = [i for i, p in enumerate(params) if p.dim() >= 2]
+    graphed = GraphedStatistics(params, layers, [params[i] for i in layers])
+
+    def run() -> float:
+        start = now()
+        for _ in range(steps):
+            loss = loop.backward()
+            vector = graphed.measure([p.grad for p in params], loss.detach())
+            loop.optimizer.step()
+            vector.tolist()
+        elapsed = now() - start
+        for p in params:
+            p.grad = None
+        return elapsed
+
+    return run
+
+
 def strategies(model: str, steps: int = 150, rounds: int = 9) -> dict[str, float]:
     """Per way of taking the sentinels or the statistics, the median ratio to bare blocks."""
     from benchmarks.common import interleaved
@@ -219,6 +256,7 @@ def strategies(model: str, steps: int = 150, rounds: int = 9) -> dict[str, float
     runners["stats, op by op"] = _stats_runner(loop, steps, graphed=False)
     try:
         runners["stats, one CUDA graph"] = _stats_runner(loop, steps, graphed=True)
+        runners["stats, the engine's graph"] = _engine_graph_runner(loop, steps)
     except Exception as error:  # a prototype: report why, time the rest
         print(f"  CUDA graph not captured: {type(error).__name__}: {error}")
     ratios = interleaved(bare, runners, rounds)
