@@ -92,7 +92,7 @@ def packed_sentinels(probe, loss: torch.Tensor) -> torch.Tensor | None:
 def loss_and_norm(grads: list[torch.Tensor], loss: torch.Tensor, numel: int) -> torch.Tensor:
     """[loss, L2 norm of all `grads`] as one device vector, in two kernel launches.
 
-    On the H100 of the benchmarks a launch costs ~50 us of a host-bound
+    On the H100 of the benchmarks a launch costs ~40 us of a host-bound
     step's ~2 ms, so the count is what matters: one concatenation of the
     gradients with the loss (twice: the second copy is the slot the norm is
     written into), and the norm (cheaper than `_foreach_norm`: 0.96x against
