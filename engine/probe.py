@@ -31,7 +31,7 @@ from torch import nn
 
 from engine.activation_tap import ActivationTap
 from engine.clipping import ClipStrategy
-from engine.grad_partials import host_partials, norms_and_partials
+from engine.grad_partials import host_found, host_partials, norms_and_partials
 from engine.graphed_stats import GraphedStatistics, graphable, graphed_step
 from engine.histograms import HIST_BINS, queue_histograms
 from engine.readout import (
@@ -181,8 +181,10 @@ class GradientProbe:
             measured = graphed_step(self, raw_all, raw, present, loss)
             if measured is not None:
                 return measured
-        q, found = ReadQueue(), {"present": present}
         read = host_partials(self, present) if capture and eager else None
+        if read is not None and read[4] is not None and not self.capture_acts:
+            return None, host_found(self, read, loss, raw_all)  # all read: nothing queued
+        q, found = ReadQueue(), {"present": present}
         layer_partials = weight_norms = None  # what the host has read already
         if read is None:
             raw_norms, partials = norms_and_partials(self, raw_all, present, raw, capture and eager)

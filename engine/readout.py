@@ -121,15 +121,7 @@ def queue_grads(
             queue_sum_range(grads, parts)
 
         def finish(v: list[float]) -> None:
-            rows, layer_norms = [], norms()
-            bad = counts_where_broken(grads, layer_norms)
-            for j, (g, norm) in enumerate(zip(grads, layer_norms, strict=True)):
-                s, lo, hi = v[3 * j : 3 * j + 3]
-                finite = math.isfinite(lo) and math.isfinite(hi)
-                ms = mean_std(g.numel(), s, norm * norm, finite)
-                mean, std = ms if ms is not None else exact_moments(g)
-                rows.append((mean, std, abs_max(lo, hi), bad[j], lo, hi))
-            found[key] = rows
+            found[key] = grad_rows(grads, norms(), v)
 
         if host_partials is not None:
             q.add([], lambda _: finish(host_partials))
@@ -146,6 +138,24 @@ def queue_grads(
             found[key] = [(c[0], c[1], c[2], c[3], None, None) for c in cells]
 
     q.add(parts, finish)
+
+
+def grad_rows(grads: list, layer_norms: list[float], partials: list[float]) -> list[tuple]:
+    """Per tensor (mean, std, abs max, non-finite count, min, max) from its partials, read.
+
+    `partials` holds each tensor's (sum, min, max) in turn, `layer_norms`
+    its L2 norm; a tensor whose sums cannot give its moments to float
+    tolerance is recomputed (engine.stats.exact_moments).
+    """
+    rows = []
+    bad = counts_where_broken(grads, layer_norms)
+    for j, (g, norm) in enumerate(zip(grads, layer_norms, strict=True)):
+        s, lo, hi = partials[3 * j : 3 * j + 3]
+        finite = math.isfinite(lo) and math.isfinite(hi)
+        ms = mean_std(g.numel(), s, norm * norm, finite)
+        mean, std = ms if ms is not None else exact_moments(g)
+        rows.append((mean, std, abs_max(lo, hi), bad[j], lo, hi))
+    return rows
 
 
 def first_nonfinite(names: list[str], tensors: list) -> str | None:

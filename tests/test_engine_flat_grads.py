@@ -207,3 +207,54 @@ def test_the_weights_swept_with_the_gradients_are_read_where_they_are_now(stats_
     assert weight_norms == pytest.approx(want, rel=1e-6)
     model[0].weight.data = model[0].weight.data * 3  # new storage
     assert flat.partials_for(params, weights)[4] == pytest.approx([3 * want[0], want[1]], rel=1e-6)
+
+
+def test_a_statistics_step_read_whole_gives_the_read_queue_s_record(monkeypatch):
+    # engine.grad_partials.host_found against the general path (its read queue),
+    # step by step, a NaN step included: the same numbers, bit for bit.
+    import dataclasses
+
+    import engine.probe as probe_module
+    from engine.probe import GradientProbe
+
+    real = probe_module.host_partials
+    used = []
+
+    def records(whole: bool) -> list:
+        def partials(probe, present):
+            read = real(probe, present)
+            if read is None or whole:
+                used.append(whole and read is not None and read[4] is not None)
+                return read
+            return (*read[:4], None)  # no weight norms: the general path reads them itself
+
+        monkeypatch.setattr(probe_module, "host_partials", partials)
+        model = _model()
+        params = list(model.parameters())
+        buffer = FlatGradients(params)
+
+        def poison(step: int) -> None:
+            if step == 2:
+                model[2].weight.grad[0, 1] = float("nan")
+
+        with GradientProbe(model, capture_every=1, activation_every=1 << 30, lr=0.05) as probe:
+            probe.flat = buffer
+            batches = random_batches(4, 10, 32)
+            return probed_steps(probe, model, batches, flat=buffer, after_backward=poison)
+
+    whole, queued = records(True), records(False)
+    if not any(used):
+        pytest.skip("no C compiler here: no weight norms from the sweep")
+
+    def same(x, y) -> bool:
+        return x == y or (x != x and y != y)  # NaN is NaN here
+
+    for a, b in zip(whole, queued, strict=True):
+        assert a.captured and b.captured
+        for name in a.layers:
+            for field, value in dataclasses.asdict(a.layers[name]).items():
+                assert same(value, getattr(b.layers[name], field)), (name, field)
+        for field in ("loss", "grad_norm", "grad_norm_clipped", "clipped_frac"):
+            assert same(getattr(a, field), getattr(b, field)), field
+    assert whole[2].layers["2"].grad_nonfinite == 1.0
+    assert math.isnan(whole[2].layers["2"].raw_grad_mean)
