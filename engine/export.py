@@ -73,6 +73,9 @@ def json_line(record: StepRecord) -> str:
     if record.timestep_grad_norms is None:
         cached = _BLANK_FRAGMENTS.get(id(record.layers))
         if cached is not None and cached[0] is record.layers:
+            line = _plain_line(record, cached[1])
+            if line is not None:
+                return line
             scalars = [_scalar_text(getattr(record, key)) for key in SCALAR_KEYS]
             if None not in scalars:
                 return _LINE_FORMAT % (*scalars, cached[1])
@@ -85,6 +88,38 @@ def json_line(record: StepRecord) -> str:
 _LINE_FORMAT = "{" + ",".join(f'"{k}":%s' for k in SCALAR_KEYS) + ',"layers":%s}'
 _BLANK_FRAGMENTS: dict[int, tuple[dict, str]] = {}  # id(layers) -> (layers, its JSON)
 _NON_FINITE_TEXT = {math.inf: '"Infinity"', -math.inf: '"-Infinity"'}
+
+
+# The usual unmeasured step: plain ints and finite floats, formatted in one
+# C-level operation (%r is float.__repr__, as json.dumps writes a float): ~1.6
+# against ~4 us for six calls of _scalar_text, on every step of a dashboard run.
+_PLAIN_FORMAT = _LINE_FORMAT.replace("%s", "%d", 2).replace("%s", "%r", 3)
+
+
+def _plain_line(record: StepRecord, layers_text: str) -> str | None:
+    step, epoch, loss = record.step, record.epoch, record.loss
+    norm, clipped, frac = record.grad_norm, record.grad_norm_clipped, record.clipped_frac
+    if not (
+        type(step) is int
+        and type(epoch) is int
+        and type(loss) is float
+        and type(norm) is float
+        and type(clipped) is float
+        and _finite(loss)
+        and _finite(norm)
+        and _finite(clipped)
+    ):
+        return None
+    if frac is None:
+        frac_text = "null"
+    elif type(frac) is float and _finite(frac):
+        frac_text = float.__repr__(frac)
+    else:
+        return None
+    return _PLAIN_FORMAT % (step, epoch, loss, norm, clipped, frac_text, layers_text)
+
+
+_finite = math.isfinite
 
 
 def _scalar_text(value) -> str | None:

@@ -49,7 +49,11 @@ class LayerStats:
 
     def as_dict(self) -> dict[str, float]:
         """The captured statistics only, by name."""
-        return {f.name: v for f in fields(self) if (v := getattr(self, f.name)) is not None}
+        # The names kept once: dataclasses.fields() costs ~1 us a call.
+        return {name: v for name in _LAYER_FIELDS if (v := getattr(self, name)) is not None}
+
+
+_LAYER_FIELDS = tuple(f.name for f in fields(LayerStats))
 
 
 @dataclass(frozen=True)

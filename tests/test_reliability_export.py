@@ -152,6 +152,8 @@ def test_nonfinite_numbers_are_written_as_the_contract_says(tmp_path):
         (-math.inf, 0.0, 1.0),
         (1e300, 5e-324, 0.5),
         (7, 3, 0),  # ints, as a hand-built record may carry
+        (-0.0, 2.5e-08, 1 / 3),
+        (0.1 + 0.2, 123456789.125, math.inf),
     ],
 )
 def test_the_fast_json_line_of_an_unmeasured_step_equals_json_dumps(loss, grad, clipped):
