@@ -45,19 +45,16 @@ def host_found(probe, read: tuple, loss: torch.Tensor | None, raw_all: list) -> 
 
     The values the general path's queue would give (the same `grad_rows`),
     built at once: its queue and closures cost ~10 us a step right after
-    backward, a quarter of the regression model's statistics step. `read`
-    must carry the weights' norms; `loss` is read here where given.
+    backward, a quarter of the regression model's statistics step. The
+    weights' norms where `read` carries them; `loss` is read here where given.
     """
     sums, norms, lows, highs, weight_norms = read
     index = probe._layer_index
     partials = [v for i in index for v in (sums[i], lows[i], highs[i])]
     rows = grad_rows([raw_all[i] for i in index], [norms[i] for i in index], partials)
-    found = {
-        "present": probe._all_present,
-        "raw_norms": norms,
-        "raw": rows,
-        "weights": [(None, None, norm) for norm in weight_norms],
-    }
+    found = {"present": probe._all_present, "raw_norms": norms, "raw": rows}
+    if weight_norms is not None:
+        found["weights"] = [(None, None, norm) for norm in weight_norms]
     if loss is not None:
         found["loss"] = [loss.item()]
     return found

@@ -182,30 +182,27 @@ class GradientProbe:
             if measured is not None:
                 return measured
         read = host_partials(self, present) if capture and eager else None
-        if read is not None and read[4] is not None and not self.capture_acts:
-            return None, host_found(self, read, loss, raw_all)  # all read: nothing queued
-        q, found = ReadQueue(), {"present": present}
-        layer_partials = weight_norms = None  # what the host has read already
-        if read is None:
+        q, weight_norms = ReadQueue(), None
+        if read is not None:  # a CPU model's gradients, all read on the host (no clipping)
+            found = host_found(self, read, loss, raw_all)
+            if "weights" in found and not self.capture_acts:
+                return None, found  # all read: nothing queued
+            raw_norms, weight_norms = None, read[4]
+        else:
+            found = {"present": present}
             raw_norms, partials = norms_and_partials(self, raw_all, present, raw, capture and eager)
             q.add(raw_norms, store(found, "raw_norms"))
-        else:  # a CPU model's statistics, all read on the host already (no clipping)
-            sums, found["raw_norms"], lows, highs, weight_norms = read
-            raw_norms = partials = None
-            layer_partials = [v for i in self._layer_index for v in (sums[i], lows[i], highs[i])]
-        if eager and loss is not None:
-            # Read with the statistics (the CPU reads them here), not on its own
-            # after optimizer.step(): one read a captured step, as on a GPU.
-            # Elsewhere end_step queues it. With the partials already read, alone.
-            if read is None:
+            if eager and loss is not None:
+                # Read with the statistics (the CPU reads them here), not on its own
+                # after optimizer.step(): one read a captured step, as on a GPU.
+                # Elsewhere end_step queues it.
                 q.add([loss.detach().reshape(())], store(found, "loss"))
-            else:
-                found["loss"] = [loss.item()]
+            if capture:
+                norms = self._norms_of(found, "raw_norms")
+                layers = self._layer_grads(raw_all)
+                changing = clip.changes_gradients and clip.raw_is_grad
+                queue_grads(q, found, "raw", layers, norms, eager, partials, changing)
         if capture:
-            norms = self._norms_of(found, "raw_norms")
-            layers = self._layer_grads(raw_all)
-            changing = clip.changes_gradients and clip.raw_is_grad
-            queue_grads(q, found, "raw", layers, norms, eager, partials, changing, layer_partials)
             count = clip.clipped_count(raw, raw_norms)
             if count is not None:
                 q.add([count], store(found, "clipped"))

@@ -100,14 +100,13 @@ def queue_grads(
     eager: bool,
     partials=None,
     changing: bool = False,
-    host_partials: list[float] | None = None,
 ) -> None:
     """Per layer (mean, std, abs max, non-finite count, min, max) into found[key].
 
     `norms()` gives the layers' L2 norms on the host once the queue is read;
     `partials`, when given, are the (sum, min, max) per layer already queued
-    on the device (eager path only), `host_partials` the same already read
-    (engine.flat_grads.segment_partials). A layer whose norm is finite holds no
+    on the device (eager path only; values the host has read already go to
+    `grad_rows` directly, engine.grad_partials.host_found). A layer whose norm is finite holds no
     NaN or inf; the others are counted after the read, in one more read, on
     the rare step that has them. `changing`: the tensors are rewritten in
     place before the queue is read (value clipping), so on the device path
@@ -117,15 +116,12 @@ def queue_grads(
     if eager:
         if partials is not None:
             parts = partials
-        elif host_partials is None:
+        else:
             queue_sum_range(grads, parts)
 
         def finish(v: list[float]) -> None:
             found[key] = grad_rows(grads, norms(), v)
 
-        if host_partials is not None:
-            q.add([], lambda _: finish(host_partials))
-            return
     else:
         queue_device_moments(grads, parts, grads=True, counts=changing)
         width = 4 if changing else 3
