@@ -44,6 +44,7 @@ SERIAL_BELOW = 1 << 17  # elements: smaller buffers are zeroed without the threa
 _TORCH_GRAIN = 32768  # at::internal::GRAIN_SIZE: torch fills no fewer elements in parallel
 _MKL_SERIAL_DOT = 8192  # MKL's sdot ran on one thread up to 8,000 elements, on two from 16,000
 _GRAD = operator.attrgetter("grad")
+_DATA_PTR = torch.Tensor.data_ptr
 
 
 class FlatGradients:
@@ -78,6 +79,7 @@ class FlatGradients:
         self._sweep = None  # the same in one pass of C (engine.native_stats), where it builds
         self._joint: TensorSweep | None = None  # the views and the weights (partials_for)
         self._other_places: list | None = None
+        self._other_pointers: list | None = None  # their addresses alone (compact_values)
         if self.device_type == "cpu" and floats and all(p.numel() for p in params):
             self._sweep = TensorSweep.build(self.views)
             if self._sweep is None:  # numpy's way needs its views and a scratch buffer
@@ -159,13 +161,7 @@ class FlatGradients:
         gradients. `others` (the weights) are swept with the gradients in the
         same C call where it builds (one call instead of two, ~20 us in place).
         """
-        if params is not self._holds:
-            if len(params) != len(self.params) or any(
-                a is not b for a, b in zip(params, self.params, strict=True)
-            ):
-                return None
-            self._holds = params
-        if not self.attached():
+        if not self._holds_now(params):
             return None
         joint = self._joint_sweep(others) if others is not None else None
         if joint is None:
@@ -181,6 +177,38 @@ class FlatGradients:
             torch_norms_where_infinite(norms[k:], others),
         )
 
+    def compact_values(self, params: list, others: list) -> list[float] | None:
+        """The joint sweep of the gradients and `others` as one list (TensorSweep.flat), or None.
+
+        Each gradient's squared deviations are in it (the sweep's fifth row),
+        so its standard deviation needs no tensor afterwards. None where the
+        buffer does not hold exactly these parameters' gradients, or without
+        the C kernel.
+        """
+        # The usual step's checks inline: each call right after backward costs ~1 us.
+        if params is not self._holds and not self._holds_now(params):
+            return None
+        if self.params[0].grad is not self.views[0]:  # attached()
+            return None
+        # A weight given new storage moves its address (its length cannot change
+        # alone: its gradient, a view here, would no longer fit).
+        joint = self._joint
+        if joint is None or list(map(_DATA_PTR, others)) != self._other_pointers:
+            joint = self._joint_sweep(others)
+            if joint is None:
+                return None
+        return joint.flat()
+
+    def _holds_now(self, params: list) -> bool:
+        # Whether the buffer holds `params`' gradients now (the list is checked once).
+        if params is not self._holds:
+            if len(params) != len(self.params) or any(
+                a is not b for a, b in zip(params, self.params, strict=True)
+            ):
+                return False
+            self._holds = params
+        return self.attached()
+
     def _joint_sweep(self, others: list) -> TensorSweep | None:
         # The views never move; `others` may (a weight given new storage), so
         # the sweep over both is rebuilt when they do.
@@ -188,8 +216,9 @@ class FlatGradients:
             return None
         now = places(others)
         if now != self._other_places:
-            self._joint = TensorSweep.build(self.views + list(others))
+            self._joint = TensorSweep.build(self.views + list(others), centred=len(self.views))
             self._other_places = now
+            self._other_pointers = [pointer for pointer, _ in now]
         return self._joint
 
     def segment_partials(self) -> tuple[list[float], list[float], list[float], list[float]] | None:

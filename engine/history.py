@@ -17,6 +17,7 @@ from operator import attrgetter
 import numpy as np
 
 from engine.buckets import Buckets, reduce_rows
+from engine.compact_stats import CompactLayers
 from engine.recording import blank_layers
 from engine.records import LAYER_STATS, StepRecord
 
@@ -114,6 +115,7 @@ class History:
 
     def _start(self, layer_names: list[str]) -> None:
         self.layer_names = layer_names
+        self._names = tuple(layer_names)
         self.columns = list(SCALARS) + [f"{n}.{s}" for n in layer_names for s in LAYER_STATS]
         self._index = {c: i for i, c in enumerate(self.columns)}
         self._steps = np.zeros(self.window_size)
@@ -130,9 +132,12 @@ class History:
         # Flattened in column order: the scalars, then every layer's stats.
         values = [record.loss, record.grad_norm, record.grad_norm_clipped, record.clipped_frac]
         layers = record.layers
-        for name in self.layer_names:
-            stats = layers.get(name)
-            values.extend(_LAYER_VALUES(stats) if stats is not None else self._missing)
+        if type(layers) is CompactLayers and layers.names() == self._names:
+            values += layers.columns()  # a compact step's numbers, no objects built
+        else:
+            for name in self.layer_names:
+                stats = layers.get(name)
+                values.extend(_LAYER_VALUES(stats) if stats is not None else self._missing)
         # None (not captured) and NaN (trained into) stay apart: NaN in the row,
         # False in `present` only for None.
         row = self._rows[self._n]

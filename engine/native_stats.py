@@ -38,10 +38,13 @@ SOURCE = r"""
 
 #define LANES 16
 
-/* out is [4][k]: per tensor its sum, L2 norm, min and max. A sum of squares
-   above float32's range gives an infinite norm (as torch's float32 norm);
-   min and max are NaN where the tensor holds a NaN. */
-void tensor_sweep(const float *const *ptrs, const int64_t *lens, int64_t k, double *out) {
+/* out is [5][k]: per tensor its sum, L2 norm, min, max and, for the first
+   `centred` tensors, its sum of squared deviations from the mean (a second
+   pass, in double: a standard deviation exact where the one-pass sums cancel).
+   A sum of squares above float32's range gives an infinite norm (as torch's
+   float32 norm); min and max are NaN where the tensor holds a NaN. */
+void tensor_sweep(const float *const *ptrs, const int64_t *lens, int64_t k, int64_t centred,
+                  double *out) {
     for (int64_t t = 0; t < k; t++) {
         const float *x = ptrs[t];
         int64_t n = lens[t], i = 0;
@@ -79,6 +82,19 @@ void tensor_sweep(const float *const *ptrs, const int64_t *lens, int64_t k, doub
         out[k + t] = q > 3.4028234663852886e38 ? INFINITY : sqrt(q);
         out[2 * k + t] = nan ? NAN : l;
         out[3 * k + t] = nan ? NAN : h;
+        double m2 = 0.0;
+        if (t < centred && n > 0) {
+            double mean = s / n, dev[LANES] = {0};
+            i = 0;
+            for (; i + LANES <= n; i += LANES)
+                for (int j = 0; j < LANES; j++) {
+                    double d = x[i + j] - mean;
+                    dev[j] += d * d;
+                }
+            for (; i < n; i++) m2 += (x[i] - mean) * (x[i] - mean);
+            for (int j = 0; j < LANES; j++) m2 += dev[j];
+        }
+        out[4 * k + t] = m2;
     }
 }
 
@@ -212,33 +228,48 @@ class TensorSweep:
     `build` where the kernel or the tensors do not suit.
     """
 
-    __slots__ = ("places", "_call", "_args", "_out", "_keep")
+    __slots__ = ("places", "_call", "_args", "_out", "_rows", "_flat", "_keep")
 
-    def __init__(self, function, tensors: list[torch.Tensor]) -> None:
+    def __init__(self, function, tensors: list[torch.Tensor], centred: int = 0) -> None:
         k = len(tensors)
         self.places = places(tensors)
         pointers = (ctypes.c_void_p * k)(*[p for p, _ in self.places])
         lengths = (ctypes.c_int64 * k)(*[n for _, n in self.places])
-        self._out = np.empty((4, k))
+        self._out = np.empty((5, k))
+        self._rows, self._flat = self._out[:4], self._out.reshape(-1)
         # The memory the pointers point into stays alive, even if a parameter
         # is given new storage (`p.data = ...`): then the caller's `places` check
         # finds it moved, and until then the sweep reads old values, never freed memory.
         self._keep = [t.detach() for t in tensors]
         self._call = function
-        self._args = (pointers, lengths, ctypes.c_int64(k), ctypes.c_void_p(self._out.ctypes.data))
+        out = ctypes.c_void_p(self._out.ctypes.data)
+        self._args = (pointers, lengths, ctypes.c_int64(k), ctypes.c_int64(centred), out)
 
     @staticmethod
-    def build(tensors: list[torch.Tensor]) -> TensorSweep | None:
-        """A sweep over `tensors`, or None without the kernel or for other than contiguous CPU float32."""
+    def build(tensors: list[torch.Tensor], centred: int = 0) -> TensorSweep | None:
+        """A sweep over `tensors`, or None without the kernel or for other than contiguous CPU float32.
+
+        The first `centred` tensors get their squared deviations summed too
+        (`flat`'s fifth row), in a second pass over each.
+        """
         function = sweep_kernel()
         if function is None or not all(map(_suits, tensors)):
             return None
-        return TensorSweep(function, tensors)
+        return TensorSweep(function, tensors, centred)
 
     def __call__(self) -> list[list[float]]:
         """[sums, norms, minima, maxima], one float per tensor, NaN and inf as they come."""
         self._call(*self._args)
-        return self._out.tolist()
+        return self._rows.tolist()
+
+    def flat(self) -> list[float]:
+        """Sums, norms, minima, maxima and squared deviations (0.0 past `centred`), row after row.
+
+        One list for a caller that keeps the numbers as they are (a compact
+        record, engine.compact_stats): no list per row.
+        """
+        self._call(*self._args)
+        return self._flat.tolist()
 
 
 def torch_norms_where_infinite(norms: list[float], tensors: list[torch.Tensor]) -> list[float]:

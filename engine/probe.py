@@ -22,6 +22,8 @@ per step (more only on a step whose loss or gradient went non-finite). On the
 CPU, where a read costs no synchronization, values are read as soon as
 computed, while the tensors are as measured, so that the few statistics the
 fast partials cannot give to float tolerance are recomputed (engine.stats).
+A small CPU model's statistics step keeps the C sweep's numbers as they are
+and its record's layers are built from them when read (engine.compact_stats).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from torch import nn
 
 from engine.activation_tap import ActivationTap
 from engine.clipping import ClipStrategy
+from engine.compact_stats import CompactLayout, compact_found, compact_record
 from engine.grad_partials import host_found, host_partials, norms_and_partials
 from engine.graphed_stats import GraphedStatistics, graphable, graphed_step
 from engine.histograms import HIST_BINS, queue_histograms
@@ -93,6 +96,10 @@ class GradientProbe:
         # A small CPU model's weight norms without torch's per-call cost (HostNorms).
         self._host_norms = None if self.large_layers else HostNorms(list(self.layer_params))
         self.blank_layers = blank_layers(self.layer_names)  # a sentinel record's layers
+        # A small CPU model's statistics step, kept compact (engine.compact_stats).
+        self.compact_layout = CompactLayout(
+            self.layer_names, self._layer_index, self._layer_numel, len(self.params), lr
+        )
         self._pending: tuple | None = None  # what after_backward left for end_step
         self._graphed: GraphedStatistics | None = None  # a GPU's statistics as one graph
         self.capture = self.capture_acts = False
@@ -148,8 +155,12 @@ class GradientProbe:
         captured in full when its loss or a gradient norm is not finite, so
         the step where a run breaks always carries its statistics.
         """
-        if not (self.capture or self.capture_acts) and loss is not None:
-            pending = sentinel_pending(self, loss, EAGER_DEVICES)
+        if loss is not None and not self.capture_acts:
+            if self.capture:
+                found = compact_found(self, loss, EAGER_DEVICES)
+                pending = None if found is None else (None, found)
+            else:
+                pending = sentinel_pending(self, loss, EAGER_DEVICES)
             if pending is not None:
                 self._pending = pending  # for end_step
                 return
@@ -276,6 +287,8 @@ class GradientProbe:
             q.add_vectors([extra.detach().reshape(-1)], store(found, "extra"))
         if q is not None:
             q.flush()
+        if "compact" in found:
+            return compact_record(self, found, epoch)
         return make_record(self, found, epoch)
 
     def nonfinite_layer(self) -> str | None:

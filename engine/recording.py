@@ -34,7 +34,7 @@ def make_record(probe, f: dict, epoch: int) -> StepRecord:
             w = weights[j]
             s["weight_mean"], s["weight_std"] = w[0], w[1]
             if lr is not None and k is not None:
-                s["update_ratio"] = _ratio(lr * applied_norms[k], w[2])
+                s["update_ratio"] = safe_ratio(lr * applied_norms[k], w[2])
         if acts is not None and (act := acts[j]) is not None:
             s["act_mean"], s["act_std"], s["act_zero_frac"] = act[0], act[1], act[2]
             if saturating:
@@ -50,7 +50,7 @@ def make_record(probe, f: dict, epoch: int) -> StepRecord:
         clipped_frac = f["clipped"][0] / numel if numel else None
     elif probe.capture and not probe.clip.changes_gradients:
         clipped_frac = 0.0
-    return _fast(
+    return fast_record(
         StepRecord,
         {
             "step": probe.step,
@@ -71,7 +71,7 @@ def make_record(probe, f: dict, epoch: int) -> StepRecord:
 def _sentinel_record(probe, f: dict, epoch: int) -> StepRecord:
     # A step that carried the sentinels only: the loss and the total norms.
     raw_total = f["raw_total"][0]
-    return _fast(
+    return fast_record(
         StepRecord,
         {
             "step": probe.step,
@@ -111,7 +111,8 @@ _FIELD_COUNT = {
 }
 
 
-def _fast(cls, values: dict):
+def fast_record(cls, values: dict):
+    """An instance of the record class `cls` (LayerStats, StepRecord) from `values`, at the least cost."""
     # A frozen dataclass's __init__ sets its fields one object.__setattr__ at a
     # time: microseconds a layer a step. Given every field, handing over the
     # instance dict builds the same object (eq, hash, repr and replace read
@@ -124,7 +125,7 @@ def _fast(cls, values: dict):
 
 
 def _layer_stats(values: dict) -> LayerStats:
-    return _fast(LayerStats, values)
+    return fast_record(LayerStats, values)
 
 
 def l2_total(values: list[float]) -> float:
@@ -135,7 +136,8 @@ def l2_total(values: list[float]) -> float:
         return math.inf if all(x == x for x in values) else math.nan
 
 
-def _ratio(numerator: float, denominator: float) -> float:
+def safe_ratio(numerator: float, denominator: float) -> float:
+    """numerator / denominator, with x / 0 as inf (or NaN for 0 / 0) instead of an error."""
     if denominator == 0:
         return math.inf if numerator else math.nan
     return numerator / denominator

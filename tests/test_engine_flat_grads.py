@@ -168,16 +168,26 @@ def test_a_probe_through_the_buffer_reads_what_it_reads_without(monkeypatch, sta
             probe.flat = buffer
             return probed_steps(probe, model, random_batches(4, 10, 32), flat=buffer)
 
-    read = []  # what the buffer gave each statistics step
-    real = FlatGradients.partials_for
+    read, compact = [], []  # what the buffer gave each statistics step, each way
+    real, real_compact = FlatGradients.partials_for, FlatGradients.compact_values
 
     def partials_for(self, params, others=None):
         read.append(real(self, params, others))
         return read[-1]
 
+    def compact_values(self, params, others):
+        values = real_compact(self, params, others)
+        if values is not None:
+            compact.append(values)
+        return values
+
     monkeypatch.setattr(FlatGradients, "partials_for", partials_for)
+    monkeypatch.setattr(FlatGradients, "compact_values", compact_values)
     through, plain = records(True), records(False)
-    assert len(read) == 4 and all(r is not None for r in read)
+    assert all(r is not None for r in read)
+    # Step 0 (activations too) reads the partials; the others, with the C
+    # kernel, the compact step's one list (engine.compact_stats).
+    assert (len(read), len(compact)) == ((1, 3) if stats_kernel == "c" else (4, 0))
     # the weights' norms come from the same sweep where the C kernel builds
     assert all((r[4] is not None) == (stats_kernel == "c") for r in read)
     for a, b in zip(through, plain, strict=True):
@@ -219,6 +229,8 @@ def test_a_statistics_step_read_whole_gives_the_read_queue_s_record(monkeypatch)
 
     real = probe_module.host_partials
     used = []
+    # Statistics steps kept compact (engine.compact_stats) would skip both paths.
+    monkeypatch.setattr(probe_module, "compact_found", lambda *args: None)
 
     def records(whole: bool) -> list:
         def partials(probe, present):

@@ -1,0 +1,165 @@
+"""A small CPU model's statistics step, kept as the C sweep's numbers and decoded when read.
+
+On a small model a statistics step is bound by Python, not arithmetic: right
+after `backward()` each line costs about a microsecond, and turning every
+gradient's partials into per-layer rows and objects took ~30 us of a 0.25 ms
+step (the regression model). Here the step keeps the one list the C sweep
+wrote (every gradient's sum, norm, extremes and squared deviations, and the
+weights' norms; engine.native_stats) and its record's layers are a
+`CompactLayers`, which builds each layer's LayerStats from those numbers the
+first time it is read. The numbers are the step's own, read while the
+tensors were as measured; only their arithmetic is deferred, so the record
+says exactly what an eager one would (a test holds them together).
+
+The path is taken where all of this holds: a CPU flat gradient buffer
+(engine.flat_grads) with the C kernel, nothing that clips or keeps the raw
+gradient aside, no activation capture on the step, and every number finite.
+Anything else (a NaN step above all) goes the probe's general way, which
+counts non-finite elements and recomputes from the tensors.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
+
+from engine.recording import fast_record, safe_ratio
+from engine.records import LAYER_STATS, LayerStats, StepRecord
+
+if TYPE_CHECKING:  # engine.history imports this module, and nothing there imports torch
+    import torch
+
+
+class CompactLayout:
+    """Where each layer's numbers lie in a compact step's list, for one probe's model."""
+
+    __slots__ = ("names", "position", "index", "numel", "stride", "gradients", "lr")
+
+    def __init__(
+        self, names: list[str], index: list[int], numel: list[int], gradients: int, lr
+    ) -> None:
+        self.names = tuple(names)
+        self.position = {name: j for j, name in enumerate(names)}
+        self.index = tuple(index)  # each layer's gradient among the swept tensors
+        self.numel = tuple(numel)
+        self.gradients = gradients  # the swept gradients; the layers' weights follow them
+        self.stride = gradients + len(names)
+        self.lr = lr  # for the update-to-weight ratio; None leaves it out
+
+    def layer(self, values: list[float], j: int) -> LayerStats:
+        """Layer j's statistics from a compact step's `values` (every number finite)."""
+        return fast_record(LayerStats, dict(zip(LAYER_STATS, self._stats(values, j), strict=True)))
+
+    def columns(self, values: list[float]) -> list[float | None]:
+        """Every layer's statistics in LAYER_STATS order, layer after layer.
+
+        What `layer` gives, without its objects: a History row of a compact
+        step (~1 us a layer against ~4 through LayerStats).
+        """
+        out: list[float | None] = []
+        for j in range(len(self.names)):
+            out += self._stats(values, j)
+        return out
+
+    def _stats(self, values: list[float], j: int) -> tuple:
+        # Layer j's LAYER_STATS. The sweep's rows are `stride` long: sums, norms,
+        # minima, maxima, squared deviations (TensorSweep.flat); the weights'
+        # norms follow the gradients' in the norms' row.
+        stride, i, n = self.stride, self.index[j], self.numel[j]
+        norm = values[stride + i]
+        mean = values[i] / n
+        # Unbiased, as torch.std; from the squared deviations about the mean, so
+        # exact where a one-pass sum of squares would cancel.
+        std = math.sqrt(values[4 * stride + i] / (n - 1)) if n > 1 else math.nan
+        abs_max = max(-values[2 * stride + i], values[3 * stride + i])
+        ratio = None
+        if self.lr is not None:
+            ratio = safe_ratio(self.lr * norm, values[stride + self.gradients + j])
+        # The raw gradient is the applied one (nothing clips on this path); the
+        # weights' moments and the activations come only with activation steps.
+        grad = (mean, std, norm, abs_max)
+        return (*grad, *grad, 0.0, None, None, None, None, None, ratio, None)
+
+    def total_norm(self, values: list[float]) -> float:
+        """The L2 norm of every gradient together (finite numbers: one C call)."""
+        return math.hypot(*values[self.stride : self.stride + self.gradients])
+
+
+class CompactLayers(Mapping):
+    """A compact step's layers by name: each LayerStats built on first read, then kept."""
+
+    __slots__ = ("_layout", "_values", "_built")
+
+    def __init__(self, layout: CompactLayout, values: list[float]) -> None:
+        self._layout = layout
+        self._values = values
+        self._built: dict[str, LayerStats] = {}
+
+    def __getitem__(self, name: str) -> LayerStats:
+        stats = self._built.get(name)
+        if stats is None:
+            j = self._layout.position[name]  # KeyError for a name it does not hold
+            stats = self._built[name] = self._layout.layer(self._values, j)
+        return stats
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._layout.names)
+
+    def __len__(self) -> int:
+        return len(self._layout.names)
+
+    def names(self) -> tuple[str, ...]:
+        """The layers' names, in order."""
+        return self._layout.names
+
+    def columns(self) -> list[float | None]:
+        """Every layer's statistics in LAYER_STATS order (CompactLayout.columns), for a History row."""
+        return self._layout.columns(self._values)
+
+    def __repr__(self) -> str:
+        return f"CompactLayers({dict(self)!r})"
+
+
+def compact_found(probe, loss: torch.Tensor, eager_devices: set[str]) -> dict | None:
+    """A statistics step's numbers in one C call, for `make_record`; None where it does not apply.
+
+    `probe` is the GradientProbe whose step this is (capturing statistics,
+    not activations). None also when the loss or any number is not finite:
+    the general path then counts and recomputes from the tensors.
+    """
+    flat, clip = probe.flat, probe.clip
+    if flat is None or clip.changes_gradients or not clip.raw_is_grad:
+        return None
+    if flat.device_type not in eager_devices:
+        return None
+    values = flat.compact_values(probe.params, probe.layer_params)
+    if values is None:
+        return None
+    loss_value = loss.item()
+    # One C-level sum: NaN or inf anywhere (or a sum that overflows) shows in it.
+    if not (math.isfinite(loss_value) and math.isfinite(sum(values))):
+        return None
+    return {"present": probe._all_present, "loss": [loss_value], "compact": values}
+
+
+def compact_record(probe, found: dict, epoch: int) -> StepRecord:
+    """The StepRecord of a compact statistics step (`found` from compact_found)."""
+    layout, values = probe.compact_layout, found["compact"]
+    total = layout.total_norm(values)
+    return fast_record(
+        StepRecord,
+        {
+            "step": probe.step,
+            "epoch": epoch,
+            "loss": found["loss"][0],
+            "grad_norm": total,
+            "grad_norm_clipped": total,
+            "clipped_frac": 0.0,
+            "layers": CompactLayers(layout, values),
+            "histograms": None,
+            "timestep_grad_norms": tuple(found["extra"][0]) if "extra" in found else None,
+            "captured": True,
+            "activations_captured": False,
+        },
+    )

@@ -1,0 +1,156 @@
+"""A statistics step kept compact (engine.compact_stats) says what the eager path says."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+from probed_loop import probed_steps, random_batches
+from torch import nn
+
+import engine.probe as probe_module
+from engine.compact_stats import CompactLayers
+from engine.flat_grads import FlatGradients
+from engine.history import History
+from engine.native_stats import TensorSweep, sweep_kernel
+from engine.probe import GradientProbe
+from engine.records import LAYER_STATS, LayerStats
+
+needs_kernel = pytest.mark.skipif(sweep_kernel() is None, reason="no C compiler here")
+
+
+def _model(seed: int = 0) -> nn.Sequential:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Linear(10, 15), nn.Sigmoid(), nn.Linear(15, 4), nn.Tanh(), nn.Linear(4, 1)
+    )
+
+
+def _records(monkeypatch, compact: bool, poison_step: int | None = None, shift: float = 0.0):
+    # Statistics every step (activations on step 0 only), through a flat buffer.
+    if not compact:
+        monkeypatch.setattr(probe_module, "compact_found", lambda *args: None)
+    model = _model()
+    params = list(model.parameters())
+    buffer = FlatGradients(params)
+
+    def poison(step: int) -> None:
+        if step == poison_step:
+            model[2].weight.grad[1, 3] = float("inf")
+        if shift:  # a gradient whose mean dwarfs its spread
+            model[4].weight.grad.add_(shift)
+
+    with GradientProbe(model, capture_every=1, activation_every=1 << 30, lr=0.05) as probe:
+        probe.flat = buffer
+        batches = random_batches(6, 10, 32)
+        records = probed_steps(probe, model, batches, flat=buffer, after_backward=poison)
+    monkeypatch.undo()
+    return records
+
+
+def _same(a, b, rel: float = 0.0) -> bool:
+    if a is None or b is None:
+        return a is b
+    if math.isnan(b):
+        return math.isnan(a)
+    return a == b if rel == 0.0 else a == pytest.approx(b, rel=rel, abs=1e-12)
+
+
+@needs_kernel
+@pytest.mark.parametrize("shift", [0.0, 1e3])
+def test_a_compact_step_s_record_is_the_eager_record(monkeypatch, shift):
+    compact = _records(monkeypatch, True, shift=shift)
+    eager = _records(monkeypatch, False, shift=shift)
+    kinds = [type(r.layers) is CompactLayers for r in compact]
+    assert kinds == [False] + [True] * 5  # step 0 captures activations: the eager path
+    for a, b in zip(compact, eager, strict=True):
+        for field in ("step", "loss", "clipped_frac", "captured"):
+            assert _same(getattr(a, field), getattr(b, field)), field
+        for field in ("grad_norm", "grad_norm_clipped"):  # math.hypot against fsum: an ulp
+            assert _same(getattr(a, field), getattr(b, field), 1e-15), field
+        assert a.histograms is b.histograms is None or a.step == 0
+        assert list(a.layers) == list(b.layers)
+        for name in b.layers:
+            for field, want in dataclasses.asdict(b.layers[name]).items():
+                # Only the std is computed otherwise (squared deviations about the
+                # mean); where the mean dwarfs the spread, the eager path's mean
+                # comes from float32 deviations (engine.stats.exact_moments).
+                moment = field.endswith("grad_std") or (shift and field.endswith("grad_mean"))
+                rel = 1e-5 if moment else 0.0
+                assert _same(getattr(a.layers[name], field), want, rel), (a.step, name, field)
+
+
+@needs_kernel
+def test_the_sweep_s_squared_deviations_hold_where_the_mean_dwarfs_the_spread():
+    torch.manual_seed(0)
+    tensors = [torch.full((15, 4), 1e3) + 1e-3 * torch.randn(15, 4), torch.randn(7)]
+    values = TensorSweep.build(tensors, centred=1).flat()  # 5 rows of 2
+    exact = float(tensors[0].double().std())
+    assert math.sqrt(values[8] / 59) == pytest.approx(exact, rel=1e-9)
+    assert values[9] == 0.0  # past `centred`: not computed
+
+
+@needs_kernel
+def test_a_non_finite_step_goes_the_eager_way_and_counts(monkeypatch):
+    records = _records(monkeypatch, True, poison_step=2)
+    broken = records[2]
+    assert type(broken.layers) is not CompactLayers
+    assert broken.layers["2"].grad_nonfinite == 1.0
+    assert broken.grad_norm == math.inf
+    assert type(records[1].layers) is CompactLayers
+
+
+@needs_kernel
+def test_compact_layers_are_a_read_only_mapping_of_layer_stats(monkeypatch):
+    record = _records(monkeypatch, True)[1]
+    layers = record.layers
+    assert len(layers) == 3 and list(layers) == ["0", "2", "4"]
+    assert all(isinstance(v, LayerStats) for v in layers.values())
+    assert layers["2"] is layers["2"]  # built once
+    assert layers == dict(layers) and "9" not in layers
+    assert layers.get("9") is None
+    with pytest.raises(KeyError):
+        layers["9"]
+    with pytest.raises(TypeError):
+        layers["0"] = LayerStats()
+    assert "CompactLayers" in repr(layers) and "grad_std" in repr(layers)
+    assert dataclasses.replace(record, step=99).layers is layers
+
+
+def test_without_the_kernel_statistics_steps_take_the_eager_path(monkeypatch):
+    import engine.native_stats as native
+
+    monkeypatch.setattr(native, "_kernel", False)
+    model = _model()
+    params = list(model.parameters())
+    buffer = FlatGradients(params)
+    with GradientProbe(model, capture_every=1, activation_every=1 << 30) as probe:
+        probe.flat = buffer
+        records = probed_steps(probe, model, random_batches(3, 10, 8), flat=buffer)
+    assert all(type(r.layers) is dict for r in records)
+    assert all(r.layers["0"].grad_std is not None for r in records)
+
+
+@needs_kernel
+def test_a_history_row_of_a_compact_step_is_the_eager_step_s_row(monkeypatch):
+    compact, eager = _records(monkeypatch, True), _records(monkeypatch, False)
+    histories = []
+    for records in (compact, eager):
+        history = History()
+        for record in records:
+            history.append(record)
+        histories.append(history)
+    assert histories[0].columns == histories[1].columns
+    for column in histories[1].columns:
+        a, b = histories[0].series(column), histories[1].series(column)
+        assert list(a.steps) == list(b.steps), column  # present on the same steps
+        rel = 1e-5 if column.endswith("_std") else 1e-15
+        assert a.values == pytest.approx(b.values, rel=rel, nan_ok=True), column
+    # the row is what the layers' objects say
+    layers = compact[1].layers
+    row = layers.columns()
+    for j, name in enumerate(layers):
+        want = dataclasses.astuple(layers[name])
+        assert tuple(row[j * len(LAYER_STATS) : (j + 1) * len(LAYER_STATS)]) == want
