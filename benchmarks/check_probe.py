@@ -8,7 +8,8 @@ std_mean and friends, as on a GPU), and every step is also checked against
 statistics computed directly with torch. Cases: the three benchmark models,
 the four clip modes, gradients scaled until float32 sums of squares overflow
 (the exploding preset's regime), weights with a large common offset, NaN and
-inf in the input.
+inf in the input; and where nothing clips, each again as the Trainer steps
+a small model (a flat gradient buffer, statistics steps kept compact).
 
 Run alone: `.venv/bin/python -m benchmarks.check_probe`.
 """
@@ -24,6 +25,9 @@ from torch import nn
 
 import engine.probe as probe_module
 from engine.clipping import make_clip
+from engine.compact_stats import CompactLayers
+from engine.flat_grads import FlatGradients
+from engine.native_stats import sweep_kernel
 from engine.probe import GradientProbe
 
 REL = 1e-5  # fast path against device path: float tolerance
@@ -37,9 +41,15 @@ def _close(a, b, rel: float = REL) -> bool:
     return a == b or abs(a - b) <= rel * max(abs(a), abs(b), 1e-6)
 
 
-def _train(model, x, y, clip: str, eager: bool, scale: float = 1.0, steps: int = 3):
+def _train(
+    model, x, y, clip: str, eager: bool, scale: float = 1.0, steps: int = 3, trainer: bool = False
+):
+    # `trainer`: as the Trainer steps a small model, gradients in a flat buffer,
+    # the loss handed to the probe, activations on step 0 only (where a
+    # statistics step is kept compact, engine.compact_stats).
     model = copy.deepcopy(model)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    flat = FlatGradients(list(model.parameters())) if trainer else None
     saved = set(probe_module.EAGER_DEVICES)
     probe_module.EAGER_DEVICES.clear()
     if eager:
@@ -47,16 +57,23 @@ def _train(model, x, y, clip: str, eager: bool, scale: float = 1.0, steps: int =
     records, direct = [], []
     try:
         strategy = make_clip(clip, 0.05, 0.1)
-        with GradientProbe(model, strategy, 1, 1, lr=0.01, saturating=(0.0, 1.0)) as probe:
+        activation_every = 1 << 30 if trainer else 1
+        with GradientProbe(
+            model, strategy, 1, activation_every, lr=0.01, saturating=(0.0, 1.0)
+        ) as probe:
+            probe.flat = flat
             for step in range(steps):
                 probe.begin_step(step)
                 loss = nn.functional.mse_loss(model(x), y) * scale
-                optimizer.zero_grad()
+                if flat is not None:
+                    flat.zero()
+                else:
+                    optimizer.zero_grad()
                 loss.backward()
                 if clip == "none":
                     layers = zip(probe.layer_names, probe.layer_params, strict=True)
                     direct.append({n: p.grad.clone() for n, p in layers})
-                probe.after_backward()
+                probe.after_backward(loss if trainer else None)
                 optimizer.step()
                 records.append(probe.end_step(loss))
     finally:
@@ -147,12 +164,20 @@ def cases():
 
 def check() -> list[str]:
     """Every problem found (empty when the probe is right)."""
-    problems = []
+    problems, compact = [], 0
     for label, model, x, y, clip, scale in cases():
         fast, direct = _train(model, x, y, clip, eager=True, scale=scale)
         device, _ = _train(model, x, y, clip, eager=False, scale=scale)
         problems += _compare(fast, device, label)
         problems += _against_torch(fast, direct, label)
+        if clip == "none":  # again as the Trainer's loop takes it
+            fast, direct = _train(model, x, y, clip, True, scale, steps=4, trainer=True)
+            device, _ = _train(model, x, y, clip, False, scale, steps=4, trainer=True)
+            problems += _compare(fast, device, f"{label}, Trainer's loop")
+            problems += _against_torch(fast, direct, f"{label}, Trainer's loop")
+            compact += sum(type(r.layers) is CompactLayers for r in fast)
+    if sweep_kernel() is not None and not compact:
+        problems.append("no statistics step was kept compact (engine.compact_stats)")
     return problems
 
 
