@@ -148,8 +148,16 @@ class Probe(Variant):
 
     def step(self) -> None:
         loop, probe, policy = self.loop, self.probe, self.policy
+        if policy is None:  # fixed periods: nothing to time (the Trainer times for its budget)
+            probe.begin_step(self.step_index)
+            loss = loop.backward(self.flat)
+            probe.after_backward(loss)
+            loop.optimizer.step()
+            probe.end_step(loss, 0)
+            self.step_index += 1
+            return
         start = time.perf_counter()
-        stats, acts = policy.plan(self.step_index) if policy is not None else (None, None)
+        stats, acts = policy.plan(self.step_index)
         probe.begin_step(self.step_index, activations=acts, capture=stats)
         loss = loop.backward(self.flat)
         measured = time.perf_counter()
@@ -158,9 +166,8 @@ class Probe(Variant):
         loop.optimizer.step()
         measured = time.perf_counter()
         probe.end_step(loss, 0)
-        if policy is not None:
-            measuring += time.perf_counter() - measured
-            policy.done(self.step_index, (probe.capture, acts), start, measuring)
+        measuring += time.perf_counter() - measured
+        policy.done(self.step_index, (probe.capture, acts), start, measuring)
         self.step_index += 1
 
 
