@@ -32,6 +32,11 @@ def ball_dataset(n_points: int = 1000, n_dims: int = 10, seed: int = 13):
     return X[shuffled], y[shuffled]
 
 
+def lazy_imports(config: RunConfig) -> tuple[str, ...]:
+    """The modules that making `config`'s data imports on first use (engine.trainer freezes them)."""
+    return ("sklearn.datasets",) if config.dataset == "regression" else ()
+
+
 def regression_dataset(n_samples: int = 1000, n_features: int = 10):
     """sklearn's make_regression as the slides call it (noise 0.1, seed 42)."""
     from sklearn.datasets import make_regression

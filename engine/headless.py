@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import TextIO
 
+from engine.collector import import_quietly
 from engine.config import RunConfig
 from engine.records import NonFinite, StepRecord
 
@@ -156,7 +157,7 @@ class _Progress:
 
 
 def _train(config: RunConfig, writer, run: _Progress, stderr: TextIO, every: float) -> None:
-    from engine.trainer import Trainer
+    Trainer = import_quietly("engine.trainer").Trainer  # torch, with no collections
 
     run.trainer = trainer = Trainer(config)
     run.history = _history_for_diagnosis()

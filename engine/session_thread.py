@@ -13,6 +13,7 @@ import threading
 import time
 import traceback
 
+from engine.collector import import_quietly
 from engine.config import RunConfig
 from engine.session_status import ERROR, FINISHED, PAUSED, PREPARING, RUNNING, STOPPED
 
@@ -35,7 +36,8 @@ class SessionThread:
     def _run(self, generation: int, config: RunConfig) -> None:
         trainer = None
         try:
-            from engine.trainer import Trainer  # torch loads here, off the caller's thread
+            # torch loads here, off the caller's thread (engine.collector: with no collections)
+            Trainer = import_quietly("engine.trainer").Trainer
 
             trainer = Trainer(config, share_cores=self.share_cores)
             with self._cond:

@@ -7,6 +7,7 @@ one, and the headless command drives it directly.
 from __future__ import annotations
 
 import gc
+import importlib
 import math
 import time
 
@@ -14,8 +15,9 @@ import torch
 from torch import nn
 
 from engine.clipping import make_clip
+from engine.collector import collector_paused
 from engine.config import ConfigError, RunConfig
-from engine.data import EpochBatches, make_tensors
+from engine.data import EpochBatches, lazy_imports, make_tensors
 from engine.flat_grads import FlatGradients
 from engine.model import build_model
 from engine.policy import CapturePolicy
@@ -62,7 +64,7 @@ def set_core_sharing(share: bool) -> None:
 _long_lived_frozen = False
 
 
-def freeze_long_lived() -> None:
+def freeze_long_lived(config: RunConfig | None = None) -> None:
     """Keep the cyclic garbage collector off what was alive before the first run.
 
     torch's import leaves ~170,000 objects that live as long as the process;
@@ -71,10 +73,21 @@ def freeze_long_lived() -> None:
     block model, measured (55 ms once those objects sit in the permanent
     generation, where `gc.freeze` puts them). Done once, before the first
     Trainer builds anything, so the runs' own objects stay collectable.
+
+    What the first run would import on first use is imported first and
+    frozen too: torch.optim's first optimizer imports ~800 modules
+    (torch._dynamo), `config`'s data set may import sklearn (~1,000 more).
+    Left unfrozen, those ~190,000 objects made each full collection of a
+    run's first seconds take 50-190 ms, a few a second: the dashboard's
+    frames waited on them.
     """
     global _long_lived_frozen
     if not _long_lived_frozen:
         _long_lived_frozen = True
+        with collector_paused():
+            for module in lazy_imports(config) if config is not None else ():
+                importlib.import_module(module)
+            torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)  # its lazy imports
         gc.freeze()
 
 
@@ -83,7 +96,7 @@ class Trainer:
 
     def __init__(self, config: RunConfig, share_cores: bool = False) -> None:
         """`share_cores`: another session trains beside this one (see `set_core_sharing`)."""
-        freeze_long_lived()
+        freeze_long_lived(config)
         self.config = config
         self.device = resolve_device(config.device)
         if self.device.type == "cpu":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from engine.collector import import_quietly
 from engine.config import RunConfig
 from engine.presets import PRESETS
 from engine.records import StepRecord
@@ -18,7 +19,7 @@ def shifted_speed(speed: float | None, notches: int) -> float | None:
 def warm_torch() -> None:
     """Import the trainer (torch, sklearn) off the UI thread so the first step is quick."""
     try:
-        import engine.trainer  # noqa: F401
+        import_quietly("engine.trainer")  # with no collections (engine.collector)
     except Exception:  # the session reports import errors itself, in its state
         pass
 
