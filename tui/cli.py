@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from engine.collector import import_quietly
 from engine.config import ConfigError, RunConfig
 from engine.devices import check_device
 from engine.headless import RunFailed
@@ -176,7 +177,7 @@ def _dashboard(args: argparse.Namespace) -> int:
     config = build_config(args.preset, args.config, args.set)
     check_device(config)
     preset = args.preset or (None if args.config else DEFAULT_PRESET)
-    from tui.app import GradTUI
+    GradTUI = import_quietly("tui.app").GradTUI  # textual, with no collections
 
     GradTUI(config=config, preset=preset, fps=args.fps).run()
     return EXIT_OK
@@ -185,7 +186,7 @@ def _dashboard(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     left = get_preset(args.left).config.with_assignments(args.set)
     right = get_preset(args.right).config.with_assignments(args.set)
-    from tui.compare import CompareApp
+    CompareApp = import_quietly("tui.compare").CompareApp
 
     CompareApp(left=(args.left, left), right=(args.right, right), fps=args.fps).run()
     return EXIT_OK
