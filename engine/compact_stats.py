@@ -24,7 +24,7 @@ import math
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
-from engine.recording import fast_record, safe_ratio
+from engine.recording import fast_record, safe_ratio, step_record
 from engine.records import LAYER_STATS, LayerStats, StepRecord
 
 if TYPE_CHECKING:  # engine.history imports this module, and nothing there imports torch
@@ -147,19 +147,4 @@ def compact_record(probe, found: dict, epoch: int) -> StepRecord:
     """The StepRecord of a compact statistics step (`found` from compact_found)."""
     layout, values = probe.compact_layout, found["compact"]
     total = layout.total_norm(values)
-    return fast_record(
-        StepRecord,
-        {
-            "step": probe.step,
-            "epoch": epoch,
-            "loss": found["loss"][0],
-            "grad_norm": total,
-            "grad_norm_clipped": total,
-            "clipped_frac": 0.0,
-            "layers": CompactLayers(layout, values),
-            "histograms": None,
-            "timestep_grad_norms": tuple(found["extra"][0]) if "extra" in found else None,
-            "captured": True,
-            "activations_captured": False,
-        },
-    )
+    return step_record(probe, found, epoch, total, total, 0.0, CompactLayers(layout, values))

@@ -50,14 +50,27 @@ def make_record(probe, f: dict, epoch: int) -> StepRecord:
         clipped_frac = f["clipped"][0] / numel if numel else None
     elif probe.capture and not probe.clip.changes_gradients:
         clipped_frac = 0.0
+    return step_record(
+        probe, f, epoch, l2_total(raw_norms), l2_total(applied_norms), clipped_frac, layers
+    )
+
+
+def step_record(
+    probe, f: dict, epoch: int, grad_norm: float, clipped: float, clipped_frac, layers
+) -> StepRecord:
+    """The StepRecord of `probe`'s current step: loss (and time-step norms) from `f`, the rest given.
+
+    What it captured is what the probe's flags say; `clipped` is the total
+    gradient norm after clipping.
+    """
     return fast_record(
         StepRecord,
         {
             "step": probe.step,
             "epoch": epoch,
             "loss": f["loss"][0],
-            "grad_norm": l2_total(raw_norms),
-            "grad_norm_clipped": l2_total(applied_norms),
+            "grad_norm": grad_norm,
+            "grad_norm_clipped": clipped,
             "clipped_frac": clipped_frac,
             "layers": layers,
             "histograms": f.get("hist"),
@@ -71,22 +84,8 @@ def make_record(probe, f: dict, epoch: int) -> StepRecord:
 def _sentinel_record(probe, f: dict, epoch: int) -> StepRecord:
     # A step that carried the sentinels only: the loss and the total norms.
     raw_total = f["raw_total"][0]
-    return fast_record(
-        StepRecord,
-        {
-            "step": probe.step,
-            "epoch": epoch,
-            "loss": f["loss"][0],
-            "grad_norm": raw_total,
-            "grad_norm_clipped": f["applied_total"][0] if "applied_total" in f else raw_total,
-            "clipped_frac": None,
-            "layers": probe.blank_layers,
-            "histograms": None,
-            "timestep_grad_norms": tuple(f["extra"][0]) if "extra" in f else None,
-            "captured": False,
-            "activations_captured": False,
-        },
-    )
+    clipped = f["applied_total"][0] if "applied_total" in f else raw_total
+    return step_record(probe, f, epoch, raw_total, clipped, None, probe.blank_layers)
 
 
 _BLANK_LAYERS: dict[tuple[str, ...], dict[str, LayerStats]] = {}
