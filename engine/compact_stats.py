@@ -34,10 +34,10 @@ if TYPE_CHECKING:  # engine.history imports this module, and nothing there impor
 class CompactLayout:
     """Where each layer's numbers lie in a compact step's list, for one probe's model."""
 
-    __slots__ = ("names", "position", "index", "numel", "stride", "gradients", "lr")
+    __slots__ = ("names", "position", "index", "numel", "stride", "gradients")
 
     def __init__(
-        self, names: list[str], index: list[int], numel: list[int], gradients: int, lr
+        self, names: list[str], index: list[int], numel: list[int], gradients: int
     ) -> None:
         self.names = tuple(names)
         self.position = {name: j for j, name in enumerate(names)}
@@ -45,13 +45,16 @@ class CompactLayout:
         self.numel = tuple(numel)
         self.gradients = gradients  # the swept gradients; the layers' weights follow them
         self.stride = gradients + len(names)
-        self.lr = lr  # for the update-to-weight ratio; None leaves it out
 
-    def layer(self, values: list[float], j: int) -> LayerStats:
-        """Layer j's statistics from a compact step's `values` (every number finite)."""
-        return fast_record(LayerStats, dict(zip(LAYER_STATS, self._stats(values, j), strict=True)))
+    def layer(self, values: list[float], j: int, lr: float | None) -> LayerStats:
+        """Layer j's statistics from a compact step's `values` (every number finite).
 
-    def columns(self, values: list[float]) -> list[float | None]:
+        `lr` gives the update-to-weight ratio; None leaves it out.
+        """
+        stats = self._stats(values, j, lr)
+        return fast_record(LayerStats, dict(zip(LAYER_STATS, stats, strict=True)))
+
+    def columns(self, values: list[float], lr: float | None) -> list[float | None]:
         """Every layer's statistics in LAYER_STATS order, layer after layer.
 
         What `layer` gives, without its objects: a History row of a compact
@@ -59,10 +62,10 @@ class CompactLayout:
         """
         out: list[float | None] = []
         for j in range(len(self.names)):
-            out += self._stats(values, j)
+            out += self._stats(values, j, lr)
         return out
 
-    def _stats(self, values: list[float], j: int) -> tuple:
+    def _stats(self, values: list[float], j: int, lr: float | None) -> tuple:
         # Layer j's LAYER_STATS. The sweep's rows are `stride` long: sums, norms,
         # minima, maxima, squared deviations (TensorSweep.flat); the weights'
         # norms follow the gradients' in the norms' row.
@@ -74,8 +77,8 @@ class CompactLayout:
         std = math.sqrt(values[4 * stride + i] / (n - 1)) if n > 1 else math.nan
         abs_max = max(-values[2 * stride + i], values[3 * stride + i])
         ratio = None
-        if self.lr is not None:
-            ratio = safe_ratio(self.lr * norm, values[stride + self.gradients + j])
+        if lr is not None:
+            ratio = safe_ratio(lr * norm, values[stride + self.gradients + j])
         # The raw gradient is the applied one (nothing clips on this path); the
         # weights' moments and the activations come only with activation steps.
         grad = (mean, std, norm, abs_max)
@@ -89,18 +92,21 @@ class CompactLayout:
 class CompactLayers(Mapping):
     """A compact step's layers by name: each LayerStats built on first read, then kept."""
 
-    __slots__ = ("_layout", "_values", "_built")
+    __slots__ = ("_layout", "_values", "_lr", "_built")
 
-    def __init__(self, layout: CompactLayout, values: list[float]) -> None:
+    def __init__(self, layout: CompactLayout, values: list[float], lr: float | None) -> None:
         self._layout = layout
         self._values = values
+        self._lr = lr  # the probe's, when the step was taken
+        # Built on first read, from whichever thread reads first: two readers at
+        # once build equal objects, and either may stay.
         self._built: dict[str, LayerStats] = {}
 
     def __getitem__(self, name: str) -> LayerStats:
         stats = self._built.get(name)
         if stats is None:
             j = self._layout.position[name]  # KeyError for a name it does not hold
-            stats = self._built[name] = self._layout.layer(self._values, j)
+            stats = self._built[name] = self._layout.layer(self._values, j, self._lr)
         return stats
 
     def __iter__(self) -> Iterator[str]:
@@ -115,7 +121,7 @@ class CompactLayers(Mapping):
 
     def columns(self) -> list[float | None]:
         """Every layer's statistics in LAYER_STATS order (CompactLayout.columns), for a History row."""
-        return self._layout.columns(self._values)
+        return self._layout.columns(self._values, self._lr)
 
     def __repr__(self) -> str:
         return f"CompactLayers({dict(self)!r})"
@@ -147,4 +153,6 @@ def compact_record(probe, found: dict, epoch: int) -> StepRecord:
     """The StepRecord of a compact statistics step (`found` from compact_found)."""
     layout, values = probe.compact_layout, found["compact"]
     total = layout.total_norm(values)
-    return step_record(probe, found, epoch, total, total, 0.0, CompactLayers(layout, values))
+    return step_record(
+        probe, found, epoch, total, total, 0.0, CompactLayers(layout, values, probe.lr)
+    )

@@ -98,7 +98,7 @@ class GradientProbe:
         self.blank_layers = blank_layers(self.layer_names)  # a sentinel record's layers
         # A small CPU model's statistics step, kept compact (engine.compact_stats).
         self.compact_layout = CompactLayout(
-            self.layer_names, self._layer_index, self._layer_numel, len(self.params), lr
+            self.layer_names, self._layer_index, self._layer_numel, len(self.params)
         )
         self._pending: tuple | None = None  # what after_backward left for end_step
         self._graphed: GraphedStatistics | None = None  # a GPU's statistics as one graph

@@ -154,3 +154,18 @@ def test_a_history_row_of_a_compact_step_is_the_eager_step_s_row(monkeypatch):
     for j, name in enumerate(layers):
         want = dataclasses.astuple(layers[name])
         assert tuple(row[j * len(LAYER_STATS) : (j + 1) * len(LAYER_STATS)]) == want
+
+
+@needs_kernel
+def test_a_compact_step_s_update_ratio_uses_the_probe_s_learning_rate_of_the_moment():
+    model = _model()
+    params = list(model.parameters())
+    buffer = FlatGradients(params)
+    with GradientProbe(model, capture_every=1, activation_every=1 << 30, lr=0.05) as probe:
+        probe.flat = buffer
+        batches = random_batches(3, 10, 8)
+        probe.lr = None  # a loop that leaves the ratio out from here on
+        records = probed_steps(probe, model, batches, flat=buffer)
+    assert type(records[1].layers) is CompactLayers
+    assert all(stats.update_ratio is None for stats in records[1].layers.values())
+    assert all(value is None for value in records[1].layers.columns()[14::16])
