@@ -9,7 +9,10 @@ weights' norms; engine.native_stats) and its record's layers are a
 `CompactLayers`, which builds each layer's LayerStats from those numbers the
 first time it is read. The numbers are the step's own, read while the
 tensors were as measured; only their arithmetic is deferred, so the record
-says exactly what an eager one would (a test holds them together).
+says what an eager one would: the same numbers, but for the std (from the
+deviations about the mean, exact where the eager path's one-pass sums need
+its float64 fallback) and the total norm's last bit (a test holds them
+together).
 
 The path is taken where all of this holds: a CPU flat gradient buffer
 (engine.flat_grads) with the C kernel, nothing that clips or keeps the raw
