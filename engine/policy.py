@@ -21,9 +21,12 @@ non-finite is captured whatever the policy says (engine.probe).
 
 A captured step costs its wall time (start to the next start) minus a plain
 step's (the median of recent steps that captured neither tier), or at least
-the time the probe spent measuring it, and at most four times its tier's
-usual cost (a capture caught in a pause does not starve the rest of the
-run); every step earns credit for its wall time, at most twice a plain
+the time the probe spent measuring it, plus what the SPILL_STEPS steps
+after its tier's captures usually take over a plain step (a capture leaves
+caches cold: +36 and +8 us after a statistics step of the regression model,
+whose own excess is ~130 us with its History row), and at most four times
+its tier's usual cost (a capture caught in a pause does not starve the
+rest of the run); every step earns credit for its wall time, at most twice a plain
 step's, so a pause (the user's, or a benchmark's) earns no more than a
 step; step 0, which also pays every first-call cost, is not counted.
 """
@@ -39,6 +42,8 @@ ACTIVATION_BUDGET = 0.005  # and activation steps this one
 ALLOWANCE = 0.01  # seconds of capture either tier may spend ahead of its budget
 _RECENT = 32  # steps remembered for a step's wall time
 _RECENT_EXTRAS = 5  # captured steps remembered, per tier
+SPILL_STEPS = 2  # steps after a capture that still pay for it (caches it emptied)
+_MIN_SPILL_SAMPLES = 3  # walls needed at a distance before its slowdown is charged
 OUTLIER = 4.0  # a capture is charged at most this many times its tier's usual cost
 
 
@@ -117,6 +122,12 @@ class CapturePolicy:
         self._plain: deque[float] = deque(maxlen=_RECENT)  # walls of steps that captured neither
         self._plain_wall: float | None = None  # their median, refreshed now and then
         self._previous: tuple | None = None  # (step, plan, start, measuring) of the last step
+        self._last_capture: tuple[int, str] | None = None  # (step, "stats" or "acts") counted
+        # Walls of the plain steps 1..SPILL_STEPS after each tier's captures.
+        self._spill = {
+            (tier, d): deque(maxlen=_RECENT) for tier in ("stats", "acts")
+            for d in range(1, SPILL_STEPS + 1)
+        }  # fmt: skip
 
     def plan(self, step: int, exact: bool = False) -> tuple[bool, bool]:
         """(statistics, activations): what `step` captures.
@@ -148,9 +159,15 @@ class CapturePolicy:
         wall = start - last_start
         plain = not (last_stats or last_acts)
         if plain:
-            self._plain.append(wall)
-            if self._plain_wall is None or step % _RECENT == 0:
-                self._plain_wall = median(self._plain)  # a median a step would cost 5 us
+            after = self._last_capture
+            distance = last_step - after[0] if after is not None else 0
+            if 0 < distance <= SPILL_STEPS:
+                # Slower than a plain step for the capture just before it: its cost.
+                self._spill[(after[1], distance)].append(wall)
+            else:
+                self._plain.append(wall)
+                if self._plain_wall is None or step % _RECENT == 0:
+                    self._plain_wall = median(self._plain)  # a median a step would cost 5 us
         usual = self._plain_wall
         # A pause (the user's, a benchmark's, a long UI hiccup) earns and costs
         # no more than a usual step would.
@@ -160,7 +177,10 @@ class CapturePolicy:
         self.activations.earn(wall)
         if plain or last_step == 0:
             return  # step 0 pays every first-call cost: not a usual cost (nothing was spent)
+        tier = "acts" if last_acts else "stats"
+        self._last_capture = (last_step, tier)
         extra = last_measuring if usual is None else max(last_measuring, wall - usual)
+        extra += self._spill_cost(tier, usual)
         if last_acts:
             # A step with both pays both; the statistics' share is their usual cost.
             share = self.stats.usual if last_stats else 0.0
@@ -169,6 +189,18 @@ class CapturePolicy:
                 self.stats.charge(share, last_spent[0])
         else:
             self.stats.charge(extra, last_spent[0])
+
+    def _spill_cost(self, tier: str, usual: float | None) -> float:
+        # What the plain steps after this tier's captures usually take over a
+        # plain step (medians: one slow step is not a capture's cost).
+        if usual is None:
+            return 0.0
+        cost = 0.0
+        for distance in range(1, SPILL_STEPS + 1):
+            walls = self._spill[(tier, distance)]
+            if len(walls) >= _MIN_SPILL_SAMPLES:
+                cost += max(0.0, median(walls) - usual)
+        return cost
 
     @property
     def stats_period(self) -> int:

@@ -146,3 +146,22 @@ def test_one_capture_caught_in_a_pause_does_not_starve_the_rest_of_the_run():
         clock += 1e-3 + cost
     after = [s for s in captured[20:] if s > 2_000]
     assert len(after) > 0.5 * STATS_BUDGET * (clock - 2.5) / 1e-4
+
+
+def test_the_steps_a_capture_slows_down_are_charged_to_it():
+    # Statistics cost 5% of a 1 ms step, and leave the next two steps 5% and
+    # 2% slower (cold caches): all of it counts toward the statistics' budget.
+    policy = CapturePolicy(1, 10**9)
+    clock, spent, since = 0.0, 0.0, None
+    for step in range(200_000):
+        stats, acts = policy.plan(step)
+        cost = 5e-5 if stats else 0.0
+        slow = {1: 5e-5, 2: 2e-5}.get(step - since, 0.0) if since is not None else 0.0
+        if step > 0:
+            spent += cost + slow
+        policy.done(step, (stats, acts), clock, cost)
+        clock += 1e-3 + cost + slow
+        if stats:
+            since = step
+    assert spent <= STATS_BUDGET * clock * 1.05 + ALLOWANCE
+    assert spent >= 0.8 * STATS_BUDGET * clock  # and the budget is still used
