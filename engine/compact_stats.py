@@ -131,7 +131,7 @@ class CompactLayers(Mapping):
 
 
 def compact_found(probe, loss: torch.Tensor, eager_devices: set[str]) -> dict | None:
-    """A statistics step's numbers in one C call, for `make_record`; None where it does not apply.
+    """A statistics step's numbers in one C call, for `compact_record`; None where it does not apply.
 
     `probe` is the GradientProbe whose step this is (capturing statistics,
     not activations). None also when the loss or any number is not finite:
@@ -149,7 +149,7 @@ def compact_found(probe, loss: torch.Tensor, eager_devices: set[str]) -> dict | 
     # One C-level sum: NaN or inf anywhere (or a sum that overflows) shows in it.
     if not (math.isfinite(loss_value) and math.isfinite(sum(values))):
         return None
-    return {"present": probe._all_present, "loss": [loss_value], "compact": values}
+    return {"loss": [loss_value], "compact": values}
 
 
 def compact_record(probe, found: dict, epoch: int) -> StepRecord:

@@ -122,7 +122,8 @@ class CapturePolicy:
         self._plain: deque[float] = deque(maxlen=_RECENT)  # walls of steps that captured neither
         self._plain_wall: float | None = None  # their median, refreshed now and then
         self._previous: tuple | None = None  # (step, plan, start, measuring) of the last step
-        self._last_capture: tuple[int, str] | None = None  # (step, "stats" or "acts") counted
+        # The last capture counted: its step and tier, and the last step it slowed down.
+        self._capture_step, self._capture_tier, self._spill_until = 0, "stats", -1
         # Walls of the plain steps 1..SPILL_STEPS after each tier's captures.
         self._spill = {
             (tier, d): deque(maxlen=_RECENT) for tier in ("stats", "acts")
@@ -159,11 +160,10 @@ class CapturePolicy:
         wall = start - last_start
         plain = not (last_stats or last_acts)
         if plain:
-            after = self._last_capture
-            distance = last_step - after[0] if after is not None else 0
-            if 0 < distance <= SPILL_STEPS:
+            if last_step <= self._spill_until:
                 # Slower than a plain step for the capture just before it: its cost.
-                self._spill[(after[1], distance)].append(wall)
+                distance = last_step - self._capture_step
+                self._spill[(self._capture_tier, distance)].append(wall)
             else:
                 self._plain.append(wall)
                 if self._plain_wall is None or step % _RECENT == 0:
@@ -178,7 +178,8 @@ class CapturePolicy:
         if plain or last_step == 0:
             return  # step 0 pays every first-call cost: not a usual cost (nothing was spent)
         tier = "acts" if last_acts else "stats"
-        self._last_capture = (last_step, tier)
+        self._capture_step, self._capture_tier = last_step, tier
+        self._spill_until = last_step + SPILL_STEPS
         extra = last_measuring if usual is None else max(last_measuring, wall - usual)
         extra += self._spill_cost(tier, usual)
         if last_acts:

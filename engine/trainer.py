@@ -7,7 +7,6 @@ one, and the headless command drives it directly.
 from __future__ import annotations
 
 import gc
-import importlib
 import math
 import time
 
@@ -15,7 +14,7 @@ import torch
 from torch import nn
 
 from engine.clipping import make_clip
-from engine.collector import collector_paused
+from engine.collector import collector_paused, import_quietly
 from engine.config import ConfigError, RunConfig
 from engine.data import EpochBatches, lazy_imports, make_tensors
 from engine.flat_grads import FlatGradients
@@ -86,7 +85,7 @@ def freeze_long_lived(config: RunConfig | None = None) -> None:
         _long_lived_frozen = True
         with collector_paused():
             for module in lazy_imports(config) if config is not None else ():
-                importlib.import_module(module)
+                import_quietly(module)
             torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)  # its lazy imports
         gc.freeze()
 
