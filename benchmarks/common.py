@@ -155,10 +155,12 @@ def machine() -> dict[str, str]:
         from engine.native_stats import sweep_kernel
 
         # Built here (once per machine) so that no timed block pays for it.
+        kernel = sweep_kernel()
         info["CPU statistics"] = (
-            "one C sweep (engine.native_stats)"
-            if sweep_kernel() is not None
-            else "numpy (no C compiler, or GRADTUI_NATIVE=0)"
+            "numpy (no C compiler, or GRADTUI_NATIVE=0)"
+            if kernel is None
+            else "one C sweep (engine.native_stats), "
+            + ("an extension module" if kernel.kind == "module" else "through ctypes")
         )
     except ImportError:
         pass

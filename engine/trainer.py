@@ -19,8 +19,9 @@ from engine.config import ConfigError, RunConfig
 from engine.data import EpochBatches, lazy_imports, make_tensors
 from engine.flat_grads import FlatGradients
 from engine.model import build_model
+from engine.plain_lane import PlainLane
 from engine.policy import CapturePolicy
-from engine.probe import GradientProbe
+from engine.probe import EAGER_DEVICES, GradientProbe
 from engine.records import NonFinite, StepRecord
 
 # Output bounds of the saturating activations, for the saturation statistic.
@@ -128,6 +129,8 @@ class Trainer:
         # The rnn's per-time-step gradient norms (looked up once: a module's
         # missing attribute costs microseconds to find missing).
         self._timesteps = getattr(self.model, "timestep_grad_norms", None)
+        # Plain steps of a small CPU model take the lane (engine.plain_lane).
+        self._lane = PlainLane.for_probe(self.probe, EAGER_DEVICES, self._timesteps)
         self.steps_per_epoch = len(self.batches)
         self.total_steps = self.steps_per_epoch * config.epochs
         self.step_index = 0
@@ -173,6 +176,15 @@ class Trainer:
         else:
             self.optimizer.zero_grad()
         loss.backward()
+        lane = self._lane
+        if lane is not None and not (stats or activations):
+            read = lane.read(loss)
+            if read is not None:
+                self.optimizer.step()
+                self.policy.done(step, _NOTHING, start, 0.0)
+                self.step_index = step + 1
+                return lane.record(step, self.epoch, read)
+            # Not finite, or the buffer was let go: the probe's general path.
         timesteps = self._timesteps
         # What measuring costs, for the policy's budget; a plain step's few
         # microseconds go uncounted (timing them would cost about as much).
@@ -210,6 +222,9 @@ class Trainer:
     def close(self) -> None:
         """Remove the probe's hooks."""
         self.probe.close()
+
+
+_NOTHING = (False, False)  # what a plain step captured: neither tier
 
 
 def _no_clock() -> float:

@@ -21,14 +21,19 @@ if "GRADTUI_CACHE" not in os.environ:
     atexit.register(shutil.rmtree, _cache, True)
 
 
-@pytest.fixture(params=["c", "numpy"])
+@pytest.fixture(params=["c", "ctypes", "numpy"])
 def stats_kernel(request, monkeypatch):
-    """Run a test with the C statistics sweep, then with numpy's way (engine.native_stats)."""
+    """Run a test with the C statistics sweep (as an extension module where Python's
+    headers are installed), through ctypes, then with numpy's way (engine.native_stats)."""
     import engine.native_stats as native
 
     if request.param == "numpy":
         monkeypatch.setattr(native, "_kernel", False)
-    elif native.sweep_kernel() is None:
+        return request.param
+    if request.param == "ctypes":
+        monkeypatch.setenv("GRADTUI_NATIVE", "ctypes")
+        monkeypatch.setattr(native, "_kernel", None)
+    if native.sweep_kernel() is None:
         pytest.skip("no C compiler here: the native statistics sweep is not built")
     return request.param
 

@@ -12,6 +12,7 @@ from probed_loop import probed_steps, random_batches
 from torch import nn
 
 import engine.native_stats as native
+from engine.native_build import python_headers
 from engine.native_stats import (
     TensorSweep,
     square_sum,
@@ -61,6 +62,20 @@ def test_nan_inf_and_overflow_come_out_as_torch_gives_them():
         assert _same(norms[j], float(torch.linalg.vector_norm(t)), 0), j
         assert _same(lows[j], float(low), 0) and _same(highs[j], float(high), 0), j
     assert math.isnan(lows[0]) and math.isnan(highs[0])
+
+
+@needs_kernel
+def test_one_nan_anywhere_makes_min_and_max_nan():
+    # The kernel tells a NaN by its sum of squares, not element by element:
+    # one NaN in any lane or in the tail, beside infinities or not.
+    for n in (1, 16, 37):
+        for at in range(n):
+            for other in (1.0, math.inf, -math.inf):
+                t = torch.full((n,), other)
+                t[at] = math.nan
+                sums, norms, lows, highs = TensorSweep.build([t])()
+                assert math.isnan(lows[0]) and math.isnan(highs[0]), (n, at, other)
+                assert math.isnan(sums[0]) and math.isnan(norms[0]), (n, at, other)
 
 
 @needs_kernel
@@ -115,12 +130,44 @@ def test_the_build_is_kept_per_cpu_and_used_again(monkeypatch, tmp_path):
     monkeypatch.setenv("GRADTUI_CACHE", str(tmp_path))
     monkeypatch.setattr(native, "_kernel", None)
     assert sweep_kernel() is not None
-    (built,) = tmp_path.glob("gradtui_stats-*.so")
+    (built,) = tmp_path.glob("gradtui_*.so")
     stamp = built.stat().st_mtime_ns
     monkeypatch.setattr(native, "_kernel", None)
     assert sweep_kernel() is not None
     assert built.stat().st_mtime_ns == stamp  # loaded, not built again
     assert not [p for p in tmp_path.iterdir() if p != built]  # no work files left behind
+
+
+@needs_kernel
+def test_the_extension_module_and_ctypes_give_the_same_numbers(monkeypatch, tmp_path):
+    # Python's headers give the extension module; GRADTUI_NATIVE=ctypes the library.
+    torch.manual_seed(1)
+    tensors = [torch.randn(n) for n in (1, 17, 300)] + [torch.tensor([math.nan, 1.0])]
+    monkeypatch.setenv("GRADTUI_CACHE", str(tmp_path))
+    found = {}
+    for choice in ("1", "ctypes"):
+        monkeypatch.setenv("GRADTUI_NATIVE", choice)
+        monkeypatch.setattr(native, "_kernel", None)
+        kernel = sweep_kernel()
+        values = TensorSweep.build(tensors, centred=2).flat()
+        found[kernel.kind] = (values, square_sum(tensors[2])())
+    assert "ctypes" in found
+    if python_headers() is not None:
+        module, library = found["module"], found["ctypes"]
+        assert len(module[0]) == 5 * len(tensors)
+        assert all(map(_same, module[0], library[0], [0.0] * len(module[0])))
+        assert module[1] == library[1]
+
+
+def test_a_malformed_state_is_a_type_error_not_a_crash():
+    kernel = sweep_kernel()
+    if kernel is None or kernel.kind != "module":
+        pytest.skip("no extension module here")
+    for state in (b"", b"12345678", bytes(24), "not bytes"):
+        with pytest.raises(TypeError):
+            kernel._module.flat(state)
+    with pytest.raises(TypeError):
+        kernel._module.square_sum(bytes(16))  # a state of no tensor
 
 
 @needs_kernel
