@@ -27,7 +27,7 @@ import math
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
-from engine.recording import fast_record, safe_ratio, step_record
+from engine.recording import fast_record, safe_ratio
 from engine.records import LAYER_STATS, LayerStats, StepRecord
 
 if TYPE_CHECKING:  # engine.history imports this module, and nothing there imports torch
@@ -130,8 +130,44 @@ class CompactLayers(Mapping):
         return f"CompactLayers({dict(self)!r})"
 
 
-def compact_found(probe, loss: torch.Tensor, eager_devices: set[str]) -> dict | None:
-    """A statistics step's numbers in one C call, for `compact_record`; None where it does not apply.
+class CompactStep:
+    """What a compact statistics step read after backward: its loss and the sweep's list.
+
+    The probe keeps it from `after_backward` to `end_step`, where `record`
+    makes the step's record.
+    """
+
+    __slots__ = ("loss", "values")
+
+    def __init__(self, loss: float, values: list[float]) -> None:
+        self.loss = loss
+        self.values = values
+
+    def record(self, probe, epoch: int, extra: torch.Tensor | None = None) -> StepRecord:
+        """The StepRecord of `probe`'s step; `extra`, an rnn's per-time-step norms, read here."""
+        layout, values = probe.compact_layout, self.values
+        total = layout.total_norm(values)
+        timesteps = None if extra is None else tuple(extra.detach().reshape(-1).tolist())
+        return fast_record(
+            StepRecord,
+            {
+                "step": probe.step,
+                "epoch": epoch,
+                "loss": self.loss,
+                "grad_norm": total,
+                "grad_norm_clipped": total,  # nothing clips on this path
+                "clipped_frac": 0.0,
+                "layers": CompactLayers(layout, values, probe.lr),
+                "histograms": None,
+                "timestep_grad_norms": timesteps,
+                "captured": True,
+                "activations_captured": False,
+            },
+        )
+
+
+def compact_found(probe, loss: torch.Tensor, eager_devices: set[str]) -> CompactStep | None:
+    """A statistics step's numbers in one C call; None where the compact path does not apply.
 
     `probe` is the GradientProbe whose step this is (capturing statistics,
     not activations). None also when the loss or any number is not finite:
@@ -149,13 +185,4 @@ def compact_found(probe, loss: torch.Tensor, eager_devices: set[str]) -> dict | 
     # One C-level sum: NaN or inf anywhere (or a sum that overflows) shows in it.
     if not (math.isfinite(loss_value) and math.isfinite(sum(values))):
         return None
-    return {"loss": [loss_value], "compact": values}
-
-
-def compact_record(probe, found: dict, epoch: int) -> StepRecord:
-    """The StepRecord of a compact statistics step (`found` from compact_found)."""
-    layout, values = probe.compact_layout, found["compact"]
-    total = layout.total_norm(values)
-    return step_record(
-        probe, found, epoch, total, total, 0.0, CompactLayers(layout, values, probe.lr)
-    )
+    return CompactStep(loss_value, values)

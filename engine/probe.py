@@ -33,7 +33,7 @@ from torch import nn
 
 from engine.activation_tap import ActivationTap
 from engine.clipping import ClipStrategy
-from engine.compact_stats import CompactLayout, compact_found, compact_record
+from engine.compact_stats import CompactLayout, CompactStep, compact_found
 from engine.grad_partials import host_found, host_partials, norms_and_partials
 from engine.graphed_stats import GraphedStatistics, graphable, graphed_step
 from engine.histograms import HIST_BINS, queue_histograms
@@ -157,8 +157,7 @@ class GradientProbe:
         """
         if loss is not None and not self.capture_acts:
             if self.capture:
-                found = compact_found(self, loss, EAGER_DEVICES)
-                pending = None if found is None else (None, found)
+                pending = compact_found(self, loss, EAGER_DEVICES)
             else:
                 pending = sentinel_pending(self, loss, EAGER_DEVICES)
             if pending is not None:
@@ -276,6 +275,8 @@ class GradientProbe:
     ) -> StepRecord:
         """Read what the step measured (one host copy) and build its record."""
         pending, self._pending = self._pending, None
+        if type(pending) is CompactStep:  # a small CPU model's statistics step
+            return pending.record(self, epoch, extra)
         if pending is not None and pending[1] is None:  # packed sentinels (a GPU's step)
             return make_record(self, read_packed(pending[0], extra), epoch)
         q, found = pending if pending is not None else (None, {"present": (), "raw_norms": []})
@@ -287,8 +288,6 @@ class GradientProbe:
             q.add_vectors([extra.detach().reshape(-1)], store(found, "extra"))
         if q is not None:
             q.flush()
-        if "compact" in found:
-            return compact_record(self, found, epoch)
         return make_record(self, found, epoch)
 
     def nonfinite_layer(self) -> str | None:

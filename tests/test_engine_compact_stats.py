@@ -169,3 +169,33 @@ def test_a_compact_step_s_update_ratio_uses_the_probe_s_learning_rate_of_the_mom
     assert type(records[1].layers) is CompactLayers
     assert all(stats.update_ratio is None for stats in records[1].layers.values())
     assert all(value is None for value in records[1].layers.columns()[14::16])
+
+
+@needs_kernel
+def test_an_rnn_s_compact_steps_carry_its_time_step_norms(monkeypatch):
+    from engine.presets import PRESETS
+    from engine.trainer import Trainer
+
+    config = PRESETS["rnn-exploding"].config.replace(
+        device="cpu", sampling="exact", capture_every=1, activation_every=1 << 30, epochs=1
+    )
+
+    def records(compact: bool) -> list:
+        if not compact:
+            monkeypatch.setattr(probe_module, "compact_found", lambda *args: None)
+        trainer = Trainer(config)
+        out = [trainer.step() for _ in range(4)]
+        monkeypatch.undo()
+        return out
+
+    kept, eager = records(True), records(False)
+    assert _kept_compact(kept)
+    for a, b in zip(kept, eager, strict=True):
+        assert a.timestep_grad_norms is not None
+        assert a.timestep_grad_norms == b.timestep_grad_norms
+        assert (a.loss, a.step, a.captured) == (b.loss, b.step, b.captured)
+
+
+def _kept_compact(records: list) -> bool:
+    """Whether the steps after step 0 (activations too) were kept compact."""
+    return all(type(r.layers) is CompactLayers for r in records[1:])
