@@ -159,20 +159,23 @@ class CapturePolicy:
         last_step, (last_stats, last_acts), last_start, last_measuring, last_spent = previous
         wall = start - last_start
         plain = not (last_stats or last_acts)
-        if plain:
-            if last_step <= self._spill_until:
-                # Slower than a plain step for the capture just before it: its cost.
-                distance = last_step - self._capture_step
-                self._spill[(self._capture_tier, distance)].append(wall)
-            else:
-                self._plain.append(wall)
-                if self._plain_wall is None or step % _RECENT == 0:
-                    self._plain_wall = median(self._plain)  # a median a step would cost 5 us
         usual = self._plain_wall
         # A pause (the user's, a benchmark's, a long UI hiccup) earns and costs
         # no more than a usual step would.
-        if usual is not None:
-            wall = min(wall, 2 * usual + last_measuring)
+        paused = usual is not None and wall > 2 * usual + last_measuring
+        if plain:
+            if last_step <= self._spill_until:
+                # Slower than a plain step for the capture just before it: its cost;
+                # not a pause, which would charge every later capture for it.
+                if not paused:
+                    distance = last_step - self._capture_step
+                    self._spill[(self._capture_tier, distance)].append(wall)
+            else:
+                self._plain.append(wall)
+                if usual is None or step % _RECENT == 0:
+                    usual = self._plain_wall = median(self._plain)  # a median a step: 5 us
+        if paused:
+            wall = 2 * usual + last_measuring
         self.stats.earn(wall)
         self.activations.earn(wall)
         if plain or last_step == 0:

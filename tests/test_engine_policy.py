@@ -165,3 +165,24 @@ def test_the_steps_a_capture_slows_down_are_charged_to_it():
             since = step
     assert spent <= STATS_BUDGET * clock * 1.05 + ALLOWANCE
     assert spent >= 0.8 * STATS_BUDGET * clock  # and the budget is still used
+
+
+def test_a_pause_right_after_a_capture_is_not_charged_as_its_slowdown():
+    # The benchmark's blocks, or a user pausing the dashboard: a long wait
+    # falls on the step after a capture. It is not the capture's slowdown
+    # (engine.policy's spill): later captures stay charged what they cost.
+    policy = CapturePolicy(1, 10**9)
+    clock, captured = 0.0, []
+    for step in range(100_000):
+        stats, acts = policy.plan(step)
+        cost = 5e-5 if stats else 0.0
+        policy.done(step, (stats, acts), clock, cost)
+        clock += 1e-3 + cost
+        if stats:
+            captured.append(step)
+        elif captured and step == captured[-1] + 1 and len(captured) % 2:
+            clock += 0.5  # half a second's pause on the step after a capture
+    assert all(not walls or max(walls) < 0.01 for walls in policy._spill.values())
+    assert policy.stats.usual < 2e-4  # a capture still costs what it costs
+    late = [s for s in captured if s > 50_000]
+    assert len(late) > 0.5 * STATS_BUDGET * 50 / 5e-5  # ~50 s of training after step 50,000
