@@ -9,7 +9,9 @@ the engine's own step as `gradtui run` drives it (Trainer + History) against
 a bare loop drawing the same batches.
 
 Every figure is the median of pairwise ratios: a block of the variant timed
-against the mean of the bare blocks just before and after it. Blocks are long
+against the mean of the bare blocks just before and after it. A set whose
+bare loop ran over SLOW_SPELL times slower than the model's best (timed
+before its sets) is measured once more; its note says so. Blocks are long
 enough to hold an activation step of the default policy wherever its period
 allows; the large MLP times its sampled policies on longer blocks, fewer times.
 
@@ -66,6 +68,9 @@ SOURCE_FACTOR = 10.0  # gradtui's overhead at least 10x below the source's way
 OVERHEAD_FLOOR = 0.005  # overheads below the noise count as this, not as 0
 WARM_STEPS = 5  # untimed steps of each variant before its set's rounds
 SETTLE_SECONDS = 1.0  # budgeted variants run this long untimed first: a long run's steady state
+CALIBRATION_BLOCKS = 3  # bare blocks timed before a model's sets, the best one kept
+SLOW_SPELL = 1.25  # a set whose bare loop ran this much slower than its best is measured again
+RETRIED = ("probe", "every step")  # the sets holding the probe's targets
 
 
 def variants(kind: str, loop: Loop, config: RunConfig) -> tuple[dict, object]:
@@ -117,26 +122,54 @@ def _target(name: str, model: str) -> str:
     return ""
 
 
+def _timed_set(kind: str, loop: Loop, config: RunConfig, steps: int, rounds: int):
+    """(ratios by variant, the bare loop's median ms a step, the variants) of one set."""
+    named, baseline = variants(kind, loop, config)
+    for variant in named.values():
+        if getattr(variant, "policy", None) is not None or isinstance(variant, Engine):
+            variant.settle(SETTLE_SECONDS)
+    # A few untimed steps of each variant take its first-call costs (a whole
+    # block each, as `interleaved` would warm up, cost ~10 s of the command).
+    for variant in (baseline, *named.values()):
+        block_runner(variant, min(steps, WARM_STEPS))()
+    runners = {name: block_runner(v, steps) for name, v in named.items()}
+    bare_times: list[float] = []
+    ratios = interleaved(block_runner(baseline, steps), runners, rounds, 0, bare_times)
+    return ratios, statistics.median(bare_times) / steps * 1000, named
+
+
+def _bare_ms(loop: Loop, steps: int) -> float:
+    # The bare loop's speed before a model's sets: what a set's own bare blocks
+    # are held against, to tell a set taken in one of the machine's slow spells.
+    run = block_runner(Bare(loop), steps)
+    run()
+    return min(run() for _ in range(CALIBRATION_BLOCKS)) / steps * 1000
+
+
 def measure(model: str, quick: bool, emit=None) -> list[Result]:
     """Every set of variants of one model, each interleaved with its baseline."""
     config, plan = PLANS[model]
     loop = Loop(config)
     results, medians = [], {}
+    reference = _bare_ms(loop, plan[0][1])  # the bare loop's ms a step at its best so far
     for kind, steps, rounds in plan:
         if quick:
             rounds = max(1, rounds // 3)
-        named, baseline = variants(kind, loop, config)
-        for variant in named.values():
-            if getattr(variant, "policy", None) is not None or isinstance(variant, Engine):
-                variant.settle(SETTLE_SECONDS)
-        # A few untimed steps of each variant take its first-call costs (a whole
-        # block each, as `interleaved` would warm up, cost ~10 s of the command).
-        for variant in (baseline, *named.values()):
-            block_runner(variant, min(steps, WARM_STEPS))()
-        runners = {name: block_runner(v, steps) for name, v in named.items()}
-        bare_times: list[float] = []
-        ratios = interleaved(block_runner(baseline, steps), runners, rounds, 0, bare_times)
-        bare_ms = statistics.median(bare_times) / steps * 1000
+        ratios, bare_ms, named = _timed_set(kind, loop, config, steps, rounds)
+        retried = ""
+        if kind in RETRIED and bare_ms > SLOW_SPELL * reference:
+            # The bare loop ran far slower than it can on this machine: the set
+            # fell in a slow spell of a shared host (+50% for seconds at a time),
+            # where the variants do not slow alike: the block model's statistics
+            # every step read 1.048-1.055x with bare at 4.2 ms a step, 0.99-1.01x
+            # at 2.6-3.0. Measured once more, whatever the figures said, and the
+            # set whose bare loop ran faster is kept; both bare speeds are shown.
+            again = _timed_set(kind, loop, config, steps, rounds)
+            retried = f"; re-measured: bare {bare_ms:.3g} then {again[1]:.3g} ms/step"
+            if again[1] < bare_ms:
+                ratios, bare_ms, named = again
+        if kind != "engine":
+            reference = min(reference, bare_ms)
         if kind == "alternatives" and TENSORBOARD not in named:
             result = Result(
                 "probe", f"{model}: {TENSORBOARD} / bare", None, "x", note=NO_TENSORBOARD
@@ -146,7 +179,7 @@ def measure(model: str, quick: bool, emit=None) -> list[Result]:
                 emit(result)
         for name, values in ratios.items():
             med, spread = median_and_spread(values)
-            spread += f"; bare {bare_ms:.3g} ms/step"
+            spread += f"; bare {bare_ms:.3g} ms/step{retried}"
             medians[name] = med
             target = _target(name, model)
             result = Result(
