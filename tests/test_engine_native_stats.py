@@ -159,6 +159,18 @@ def test_the_extension_module_and_ctypes_give_the_same_numbers(monkeypatch, tmp_
         assert module[1] == library[1]
 
 
+@needs_kernel
+def test_a_sweep_over_many_tensors_is_every_tensor_s_own():
+    # Past 64 tensors the extension module's result no longer fits its stack buffer.
+    torch.manual_seed(2)
+    tensors = [torch.randn(3 + j % 7) for j in range(70)]
+    sums, norms, lows, highs = TensorSweep.build(tensors)()
+    for j, t in enumerate(tensors):
+        assert sums[j] == pytest.approx(float(t.double().sum()), rel=1e-9, abs=1e-12), j
+        assert norms[j] == pytest.approx(float(torch.linalg.vector_norm(t.double())), rel=1e-9)
+        assert (lows[j], highs[j]) == (float(t.min()), float(t.max())), j
+
+
 def test_a_malformed_state_is_a_type_error_not_a_crash():
     kernel = sweep_kernel()
     if kernel is None or kernel.kind != "module":
