@@ -27,7 +27,7 @@ import math
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
-from engine.recording import fast_record, safe_ratio
+from engine.recording import fast_record, new_step_record, safe_ratio
 from engine.records import LAYER_STATS, LayerStats, StepRecord
 
 if TYPE_CHECKING:  # engine.history imports this module, and nothing there imports torch
@@ -148,22 +148,11 @@ class CompactStep:
         layout, values = probe.compact_layout, self.values
         total = layout.total_norm(values)
         timesteps = None if extra is None else tuple(extra.detach().reshape(-1).tolist())
-        return fast_record(
-            StepRecord,
-            {
-                "step": probe.step,
-                "epoch": epoch,
-                "loss": self.loss,
-                "grad_norm": total,
-                "grad_norm_clipped": total,  # nothing clips on this path
-                "clipped_frac": 0.0,
-                "layers": CompactLayers(layout, values, probe.lr),
-                "histograms": None,
-                "timestep_grad_norms": timesteps,
-                "captured": True,
-                "activations_captured": False,
-            },
-        )
+        # Nothing clips on this path: the total norm is the applied one too.
+        return new_step_record(
+            probe.step, epoch, self.loss, total, total, 0.0,
+            CompactLayers(layout, values, probe.lr), None, timesteps, True, False,
+        )  # fmt: skip
 
 
 def compact_found(probe, loss: torch.Tensor, eager_devices: set[str]) -> CompactStep | None:

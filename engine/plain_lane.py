@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 
 from engine.native_stats import FLOAT32_MAX
-from engine.recording import fast_record
+from engine.recording import new_step_record
 from engine.records import StepRecord
 
 
@@ -67,19 +67,6 @@ class PlainLane:
     def record(self, step: int, epoch: int, read: tuple[float, float]) -> StepRecord:
         """The StepRecord of plain step `step`, from what `read` gave."""
         loss, norm = read
-        return fast_record(
-            StepRecord,
-            {
-                "step": step,
-                "epoch": epoch,
-                "loss": loss,
-                "grad_norm": norm,
-                "grad_norm_clipped": norm,
-                "clipped_frac": None,
-                "layers": self._probe.blank_layers,
-                "histograms": None,
-                "timestep_grad_norms": None,
-                "captured": False,
-                "activations_captured": False,
-            },
+        return new_step_record(
+            step, epoch, loss, norm, norm, None, self._probe.blank_layers, None, None, False, False
         )

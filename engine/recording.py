@@ -63,20 +63,36 @@ def step_record(
     What it captured is what the probe's flags say; `clipped` is the total
     gradient norm after clipping.
     """
+    return new_step_record(
+        probe.step, epoch, f["loss"][0], grad_norm, clipped, clipped_frac, layers,
+        f.get("hist"), tuple(f["extra"][0]) if "extra" in f else None,
+        probe.capture, probe.capture_acts,
+    )  # fmt: skip
+
+
+def new_step_record(
+    step, epoch, loss, grad_norm, clipped, clipped_frac, layers, histograms, timesteps,
+    captured, activations_captured,
+) -> StepRecord:  # fmt: skip
+    """A StepRecord from every field, in StepRecord's order, at the least cost (fast_record).
+
+    The one builder of the probe's records (step_record), the Trainer's
+    plain steps (engine.plain_lane) and compact steps (engine.compact_stats).
+    """
     return fast_record(
         StepRecord,
         {
-            "step": probe.step,
+            "step": step,
             "epoch": epoch,
-            "loss": f["loss"][0],
+            "loss": loss,
             "grad_norm": grad_norm,
             "grad_norm_clipped": clipped,
             "clipped_frac": clipped_frac,
             "layers": layers,
-            "histograms": f.get("hist"),
-            "timestep_grad_norms": tuple(f["extra"][0]) if "extra" in f else None,
-            "captured": probe.capture,
-            "activations_captured": probe.capture_acts,
+            "histograms": histograms,
+            "timestep_grad_norms": timesteps,
+            "captured": captured,
+            "activations_captured": activations_captured,
         },
     )
 
