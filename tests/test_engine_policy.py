@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 
@@ -11,40 +12,66 @@ from engine.policy import ACTIVATION_BUDGET, ALLOWANCE, STATS_BUDGET, CapturePol
 from engine.trainer import Trainer
 
 
-def simulate(policy: CapturePolicy, steps: int, step_s: float, stats_s: float, acts_s: float):
+class Clock:
+    """A simulated clock: the wall clock and, unless waits are added, the CPU's."""
+
+    def __init__(self) -> None:
+        self.wall = 0.0
+        self.cpu = 0.0
+
+    def advance(self, seconds: float, waiting: float = 0.0) -> None:
+        """`seconds` of work, then `waiting` seconds of another thread's (no CPU)."""
+        self.wall += seconds + waiting
+        self.cpu += seconds
+
+
+@pytest.fixture(params=["wall", "cpu"])
+def make_policy(request):
+    """CapturePolicy on a simulated clock: charged in wall time (a GPU) or CPU time."""
+
+    def make(*args, **kwargs) -> tuple[CapturePolicy, Clock]:
+        clock = Clock()
+        cpu = (lambda: clock.cpu) if request.param == "cpu" else None
+        return CapturePolicy(*args, cpu_clock=cpu, **kwargs), clock
+
+    return make
+
+
+def simulate(policy_clock, steps: int, step_s: float, stats_s: float, acts_s: float):
     """Run `steps` steps whose plain part takes `step_s`; captures add their cost.
 
     Returns the plans and the seconds spent on each tier.
     """
-    clock, plans, spent = 0.0, [], {"stats": 0.0, "acts": 0.0}
+    policy, clock = policy_clock
+    plans, spent = [], {"stats": 0.0, "acts": 0.0}
     for step in range(steps):
         stats, acts = policy.plan(step)
         cost = (stats_s if stats else 0.0) + (acts_s if acts else 0.0)
         spent["stats"] += stats_s if stats else 0.0
         spent["acts"] += acts_s if acts else 0.0
-        policy.done(step, (stats, acts), clock, cost)
-        clock += step_s + cost
+        policy.done(step, (stats, acts), clock.wall, cost)
+        clock.advance(step_s + cost)
         plans.append((stats, acts))
-    return plans, spent, clock
+    return plans, spent, clock.wall
 
 
-def test_step_zero_carries_everything_and_slow_runs_keep_exact_periods():
+def test_step_zero_carries_everything_and_slow_runs_keep_exact_periods(make_policy):
     # Captures cost 0.1% of a step: no budget binds.
-    plans, _, _ = simulate(CapturePolicy(1, 10), 500, 0.01, 1e-5, 1e-5)
+    plans, _, _ = simulate(make_policy(1, 10), 500, 0.01, 1e-5, 1e-5)
     assert plans[0] == (True, True)
     assert all(stats for stats, _ in plans)
     assert [s for s, (_, acts) in enumerate(plans) if acts] == list(range(0, 500, 10))
 
 
-def test_a_fast_run_settles_within_its_budgets_evenly_spaced():
+def test_a_fast_run_settles_within_its_budgets_evenly_spaced(make_policy):
     # Statistics cost 10% of a step, activations 100%: far over budget.
-    policy = CapturePolicy(1, 10)
-    plans, spent, clock = simulate(policy, 100_000, 1e-3, 1e-4, 1e-3)
-    assert spent["stats"] <= STATS_BUDGET * clock + ALLOWANCE + 1e-4
-    assert spent["acts"] <= ACTIVATION_BUDGET * clock + ALLOWANCE + 1e-3
+    policy, clock = make_policy(1, 10)
+    plans, spent, wall = simulate((policy, clock), 100_000, 1e-3, 1e-4, 1e-3)
+    assert spent["stats"] <= STATS_BUDGET * wall + ALLOWANCE + 1e-4
+    assert spent["acts"] <= ACTIVATION_BUDGET * wall + ALLOWANCE + 1e-3
     # ... and they still come, many times a second of training.
-    assert sum(s for s, _ in plans) > 0.5 * STATS_BUDGET * clock / 1e-4
-    assert sum(a for _, a in plans) > 0.5 * ACTIVATION_BUDGET * clock / 1e-3
+    assert sum(s for s, _ in plans) > 0.5 * STATS_BUDGET * wall / 1e-4
+    assert sum(a for _, a in plans) > 0.5 * ACTIVATION_BUDGET * wall / 1e-3
     # Activations stay on multiples of their period; the late statistics are evenly spaced.
     assert all(step % 10 == 0 for step, (_, a) in enumerate(plans) if a)
     late = [step for step, (s, a) in enumerate(plans[50_000:], 50_000) if s and not a]
@@ -53,21 +80,21 @@ def test_a_fast_run_settles_within_its_budgets_evenly_spaced():
     assert policy.stats_period > 1 and policy.activation_period > 10
 
 
-def test_a_short_run_captures_every_step_within_the_allowance():
+def test_a_short_run_captures_every_step_within_the_allowance(make_policy):
     # The exploding preset: a dozen steps, activations costlier than the step itself.
-    plans, _, _ = simulate(CapturePolicy(1, 1), 12, 2e-4, 1e-4, 4e-4)
+    plans, _, _ = simulate(make_policy(1, 1), 12, 2e-4, 1e-4, 4e-4)
     assert all(s and a for s, a in plans)
 
 
-def test_exact_sampling_never_skips():
-    plans, _, _ = simulate(CapturePolicy(2, 5, exact=True), 1000, 1e-3, 1e-2, 1e-2)
+def test_exact_sampling_never_skips(make_policy):
+    plans, _, _ = simulate(make_policy(2, 5, exact=True), 1000, 1e-3, 1e-2, 1e-2)
     assert [s for s, (stats, _) in enumerate(plans) if stats] == list(range(0, 1000, 2))
     assert [s for s, (_, acts) in enumerate(plans) if acts] == list(range(0, 1000, 5))
 
 
-def test_a_pause_earns_no_more_than_a_usual_step():
-    policy = CapturePolicy(1, 10)
-    simulate(policy, 2000, 1e-3, 1e-4, 1e-3)
+def test_a_pause_earns_no_more_than_a_usual_step(make_policy):
+    policy, clock = make_policy(1, 10)
+    simulate((policy, clock), 2000, 1e-3, 1e-4, 1e-3)
     credit = policy.stats.credit
     policy.done(2000, (False, False), 3600.0, 0.0)  # an hour later
     assert policy.stats.credit <= max(credit, 0.0) + 2 * STATS_BUDGET * 1.2e-3
@@ -94,10 +121,10 @@ def test_the_step_that_breaks_is_captured_even_when_not_due(sampling):
     assert [r.captured for r in records[1:11]] == [False] * 10
 
 
-def test_a_single_step_keeps_the_exact_periods_when_the_budget_is_spent():
+def test_a_single_step_keeps_the_exact_periods_when_the_budget_is_spent(make_policy):
     # A fast run over budget: many due steps are skipped...
-    policy = CapturePolicy(1, 10)
-    plans, _, clock = simulate(policy, 20_000, 1e-3, 1e-4, 1e-3)
+    policy, clock = make_policy(1, 10)
+    plans, _, _ = simulate((policy, clock), 20_000, 1e-3, 1e-4, 1e-3)
     assert not all(s for s, _ in plans[-100:])
     # ... but a step taken on its own (the dashboard's n) follows the configured periods.
     step = 20_000
@@ -129,12 +156,12 @@ def test_the_sessions_single_steps_capture_on_the_configured_periods(monkeypatch
     assert [r.step for r in records if r.activations_captured] == [0, 3, 6]
 
 
-def test_one_capture_caught_in_a_pause_does_not_starve_the_rest_of_the_run():
+def test_one_capture_caught_in_a_pause_does_not_starve_the_rest_of_the_run(make_policy):
     # Statistics cost 10% of a 1 ms step; the 20th capture lands in a 0.2 s
     # stall (a full garbage collection, a preempted VM). Charged in full it
     # would take 40 s of training to earn back; the run goes on capturing.
-    policy = CapturePolicy(1, 10_000)
-    clock, captured = 0.0, []
+    policy, clock = make_policy(1, 10_000)
+    captured = []
     for step in range(20_000):
         stats, acts = policy.plan(step)
         cost = 1e-4 if stats else 0.0
@@ -142,47 +169,69 @@ def test_one_capture_caught_in_a_pause_does_not_starve_the_rest_of_the_run():
             captured.append(step)
             if len(captured) == 20:
                 cost = 0.2
-        policy.done(step, (stats, acts), clock, cost)
-        clock += 1e-3 + cost
+        policy.done(step, (stats, acts), clock.wall, cost)
+        clock.advance(1e-3 + cost)
     after = [s for s in captured[20:] if s > 2_000]
-    assert len(after) > 0.5 * STATS_BUDGET * (clock - 2.5) / 1e-4
+    assert len(after) > 0.5 * STATS_BUDGET * (clock.wall - 2.5) / 1e-4
 
 
-def test_the_steps_a_capture_slows_down_are_charged_to_it():
+def test_the_steps_a_capture_slows_down_are_charged_to_it(make_policy):
     # Statistics cost 5% of a 1 ms step, and leave the next two steps 5% and
     # 2% slower (cold caches): all of it counts toward the statistics' budget.
-    policy = CapturePolicy(1, 10**9)
-    clock, spent, since = 0.0, 0.0, None
+    policy, clock = make_policy(1, 10**9)
+    spent, since = 0.0, None
     for step in range(200_000):
         stats, acts = policy.plan(step)
         cost = 5e-5 if stats else 0.0
         slow = {1: 5e-5, 2: 2e-5}.get(step - since, 0.0) if since is not None else 0.0
         if step > 0:
             spent += cost + slow
-        policy.done(step, (stats, acts), clock, cost)
-        clock += 1e-3 + cost + slow
+        policy.done(step, (stats, acts), clock.wall, cost)
+        clock.advance(1e-3 + cost + slow)
         if stats:
             since = step
-    assert spent <= STATS_BUDGET * clock * 1.05 + ALLOWANCE
-    assert spent >= 0.8 * STATS_BUDGET * clock  # and the budget is still used
+    assert spent <= STATS_BUDGET * clock.wall * 1.05 + ALLOWANCE
+    assert spent >= 0.8 * STATS_BUDGET * clock.wall  # and the budget is still used
 
 
-def test_a_pause_right_after_a_capture_is_not_charged_as_its_slowdown():
+def test_a_pause_right_after_a_capture_is_not_charged_as_its_slowdown(make_policy):
     # The benchmark's blocks, or a user pausing the dashboard: a long wait
     # falls on the step after a capture. It is not the capture's slowdown
     # (engine.policy's spill): later captures stay charged what they cost.
-    policy = CapturePolicy(1, 10**9)
-    clock, captured = 0.0, []
+    policy, clock = make_policy(1, 10**9)
+    captured = []
     for step in range(100_000):
         stats, acts = policy.plan(step)
         cost = 5e-5 if stats else 0.0
-        policy.done(step, (stats, acts), clock, cost)
-        clock += 1e-3 + cost
+        policy.done(step, (stats, acts), clock.wall, cost)
+        clock.advance(1e-3 + cost)
         if stats:
             captured.append(step)
         elif captured and step == captured[-1] + 1 and len(captured) % 2:
-            clock += 0.5  # half a second's pause on the step after a capture
-    assert all(not walls or max(walls) < 0.01 for walls in policy._spill.values())
+            clock.advance(0.0, waiting=0.5)  # half a second's pause on the step after a capture
+    assert max(policy._wall.spill_samples() + policy._cpu.spill_samples()) < 0.01
     assert policy.stats.usual < 2e-4  # a capture still costs what it costs
     late = [s for s in captured if s > 50_000]
     assert len(late) > 0.5 * STATS_BUDGET * 50 / 5e-5  # ~50 s of training after step 50,000
+
+
+def test_time_other_threads_take_is_not_charged_to_captures():
+    # The dashboard: its frames hold the interpreter for a few ms at a time,
+    # whichever step is running (a third of plain steps here, half of the
+    # captures). Statistics cost 2.5% of a 4 ms step; on the training thread's
+    # CPU clock they are charged that, and come at their budget's rate.
+    clock, rng = Clock(), random.Random(4)
+    policy = CapturePolicy(1, 10**9, cpu_clock=lambda: clock.cpu)
+    spent, captured = 0.0, []
+    for step in range(50_000):
+        stats, acts = policy.plan(step)
+        cost = 1e-4 if stats else 0.0
+        if stats and step:
+            spent += cost
+            captured.append(step)
+        policy.done(step, (stats, acts), clock.wall, cost)
+        waited = rng.random() < (0.5 if stats else 0.3)
+        clock.advance(4e-3 + cost, waiting=rng.uniform(5e-4, 3.5e-3) if waited else 0.0)
+    assert policy.stats.usual < 1.5e-4  # charged in wall time, it reads ~2.7 ms
+    assert spent <= STATS_BUDGET * clock.wall * 1.05 + ALLOWANCE
+    assert spent >= 0.8 * STATS_BUDGET * clock.wall
