@@ -72,8 +72,9 @@ class BudgetedPeriod:
         self.budget = budget
         self.allowance = allowance
         self.credit = allowance
-        self.period = self.every  # steps between the last two captures
+        self.period = self.every  # steps between captures, over the last few
         self._last: int | None = None  # the last step this tier captured
+        self._recent_steps: deque[int] = deque(maxlen=RECENT_CAPTURES)
         self.extras: deque[float] = deque(maxlen=RECENT_CAPTURES)
         self.usual = 0.0  # the median of `extras`: what a capture usually costs
 
@@ -94,9 +95,12 @@ class BudgetedPeriod:
 
         Returns what was spent, for `charge` to settle once the real cost is known.
         """
-        if self._last is not None:
-            self.period = step - self._last
         self._last = step
+        recent = self._recent_steps
+        recent.append(step)
+        if len(recent) > 1:
+            # The mean gap: one gap alone jumps with every pause and catch-up.
+            self.period = max(1, round((step - recent[0]) / (len(recent) - 1)))
         self.credit -= self.usual
         return self.usual
 
