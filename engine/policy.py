@@ -27,24 +27,22 @@ a capture leaves caches cold, +36 and +8 us after a statistics step of the
 regression model, whose own excess is ~130 us with its History row). Each
 capture is charged its tier's usual cost: the median of its last
 RECENT_CAPTURES costs, so that one caught in a pause does not starve the
-rest of the run. On a CPU device that time is the training thread's CPU
-time, read on the steps it is needed for. With the dashboard open, its
-frames take the interpreter from the training thread for milliseconds at a
-time, whichever step is running: a third of the steps' walls run 2-10 ms
-long. Charged in wall time, with the median of five, a ~0.2 ms statistics
-step read 1-4 ms, and statistics came every ~90 steps late in a run where
-the budget allows every ~15. Every step earns credit for its wall time, at
-most twice a plain step's, so a pause (the user's, or a benchmark's) earns
-no more than a step; step 0, which also pays every first-call cost, is not
-counted.
+rest of the run, and steps slowed at random do not raise the charge (each
+capture charged its own cost, capped at four usual costs, a simulated run
+with one step in seven slowed by 0.5-3.5 ms took 57% of its budget). With
+the dashboard open a capture costs ~1 ms: capturing
+statistics every step there runs 211-281 steps/s against 271-303 every
+100th, as frames redraw the panels of new per-layer data; the budget then
+spaces statistics some 30-90 steps apart, and the status line says so.
+Every step earns credit for its wall time, at most twice a plain step's, so
+a pause (the user's, or a benchmark's) earns no more than a step; step 0,
+which also pays every first-call cost, is not counted.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections import deque
-from collections.abc import Callable
 from statistics import median
 
 from engine.step_costs import SPILL_STEPS, StepCosts
@@ -53,8 +51,8 @@ STATS_BUDGET = 0.005  # statistics steps may take this fraction of the wall time
 ACTIVATION_BUDGET = 0.005  # and activation steps this one
 ALLOWANCE = 0.01  # seconds of capture either tier may spend ahead of its budget
 _RECENT = 32  # plain steps between two medians of the wall clock's costs
-RECENT_CAPTURES = 9  # captured steps remembered, per tier
-CPU_SAMPLE_EVERY = 16  # one plain step in this many is timed on the CPU clock
+RECENT_CAPTURES = 25  # captures whose costs make a tier's usual cost (their median)
+PERIOD_CAPTURES = 9  # captures whose mean gap is the period in force
 
 
 class BudgetedPeriod:
@@ -74,7 +72,7 @@ class BudgetedPeriod:
         self.credit = allowance
         self.period = self.every  # steps between captures, over the last few
         self._last: int | None = None  # the last step this tier captured
-        self._recent_steps: deque[int] = deque(maxlen=RECENT_CAPTURES)
+        self._recent_steps: deque[int] = deque(maxlen=PERIOD_CAPTURES)
         self.extras: deque[float] = deque(maxlen=RECENT_CAPTURES)
         self.usual = 0.0  # the median of `extras`: what a capture usually costs
 
@@ -111,8 +109,7 @@ class BudgetedPeriod:
         included, not its own cost alone: a capture that lands in a pause (a full
         garbage collection, the OS, a slow second on a shared machine, a
         dashboard's frame) would pay the pause, and one charged 0.2 s takes
-        40 s of training at a 0.5% budget to earn back. With the dashboard open
-        a third of all steps run a few ms long, captures or not.
+        40 s of training at a 0.5% budget to earn back.
         """
         self.extras.append(max(0.0, extra))
         self.usual = median(self.extras)
@@ -120,12 +117,7 @@ class BudgetedPeriod:
 
 
 class CapturePolicy:
-    """Decides, step by step, whether a step captures statistics and activations.
-
-    `cpu_clock`: the training thread's CPU clock (time.thread_time), to charge
-    captures on a CPU device; None charges wall time only (a GPU's work shows
-    in the wall time alone).
-    """
+    """Decides, step by step, whether a step captures statistics and activations."""
 
     def __init__(
         self,
@@ -134,26 +126,17 @@ class CapturePolicy:
         stats_budget: float = STATS_BUDGET,
         activation_budget: float = ACTIVATION_BUDGET,
         exact: bool = False,
-        cpu_clock: Callable[[], float] | None = time.thread_time,
     ) -> None:
         """`exact`: capture on every multiple of the periods, whatever it costs."""
         allowance = math.inf if exact else ALLOWANCE
         self.stats = BudgetedPeriod(stats_every, stats_budget, allowance)
         self.activations = BudgetedPeriod(activation_every, activation_budget, allowance)
-        self._wall = StepCosts(refresh_every=_RECENT)  # a median every 32 plain steps: 5 us
-        self._cpu = StepCosts(refresh_every=8)  # a sample every 16 steps
-        self._cpu_clock = cpu_clock
+        self._costs = StepCosts(refresh_every=_RECENT)  # a median every 32 plain steps: 5 us
         self._previous: tuple | None = (
             None  # (step, plan, start, measuring, spent) of the last step
         )
         # The last capture counted: its step and tier, and the last step it slowed down.
         self._capture_step, self._capture_tier, self._spill_until = 0, "stats", -1
-        # CPU time, read in `plan` on the steps it is needed for: (step, reading)
-        # of the step being timed, (step, seconds) of the last one timed.
-        self._cpu_spill_until = -1  # the last step a planned capture slows down
-        self._cpu_next = 0  # the next step whose plan reads the CPU clock
-        self._cpu_open: tuple[int, float] | None = None
-        self._cpu_timed: tuple[int, float] | None = None
 
     def plan(self, step: int, exact: bool = False) -> tuple[bool, bool]:
         """(statistics, activations): what `step` captures.
@@ -163,27 +146,7 @@ class CapturePolicy:
         must show the same thing however fast the machine is.
         """
         stats, acts = self.stats.due(step, exact), self.activations.due(step, exact)
-        # A CPU clock read costs ~0.6 us (a system call), too much for every
-        # step of a small model: captures, the steps they slow down, and one
-        # plain step in CPU_SAMPLE_EVERY for a plain step's cost.
-        if (stats or acts or step >= self._cpu_next) and self._cpu_clock is not None:
-            self._time_cpu(step, stats or acts)
         return stats, acts
-
-    def _time_cpu(self, step: int, captures: bool) -> None:
-        # An interval runs from one plan to the next, as a wall runs from one
-        # start to the next; `_cpu_timed` keeps the last one, for `done`.
-        if captures:
-            self._cpu_spill_until = step + SPILL_STEPS
-        now = self._cpu_clock()
-        opened = self._cpu_open
-        if opened is not None:
-            self._cpu_timed = (opened[0], now - opened[1])
-        if captures or step <= self._cpu_spill_until or not step % CPU_SAMPLE_EVERY:
-            self._cpu_open, self._cpu_next = (step, now), step + 1
-        else:
-            self._cpu_open = None
-            self._cpu_next = step + CPU_SAMPLE_EVERY - step % CPU_SAMPLE_EVERY
 
     def done(self, step: int, plan: tuple[bool, bool], start: float, measuring: float) -> None:
         """Account for `step`, started at `start` (perf_counter seconds).
@@ -204,10 +167,8 @@ class CapturePolicy:
             return
         last_step, (last_stats, last_acts), last_start, last_measuring, last_spent = previous
         wall = start - last_start
-        timed = self._cpu_timed
-        cpu = timed[1] if timed is not None and timed[0] == last_step else None
         plain = not (last_stats or last_acts)
-        usual = self._wall.plain
+        usual = self._costs.plain
         # A pause (the user's, a benchmark's, a long UI hiccup) earns and costs
         # no more than a usual step would.
         paused = usual is not None and wall > 2 * usual + last_measuring
@@ -217,14 +178,10 @@ class CapturePolicy:
                 # not a pause, which would charge every later capture for it.
                 distance = last_step - self._capture_step
                 if not paused:
-                    self._wall.add_spill(self._capture_tier, distance, wall)
-                if cpu is not None:
-                    self._cpu.add_spill(self._capture_tier, distance, cpu)
+                    self._costs.add_spill(self._capture_tier, distance, wall)
             else:
-                self._wall.add_plain(wall)
-                usual = self._wall.plain
-                if cpu is not None:
-                    self._cpu.add_plain(cpu)
+                self._costs.add_plain(wall)
+                usual = self._costs.plain
         if paused:
             wall = 2 * usual + last_measuring
         self.stats.earn(wall)
@@ -234,13 +191,8 @@ class CapturePolicy:
         tier = "acts" if last_acts else "stats"
         self._capture_step, self._capture_tier = last_step, tier
         self._spill_until = last_step + SPILL_STEPS
-        # On CPU time where it was read: the wall time also holds what other
-        # threads took from this one (a dashboard's frames), not the capture's.
-        costs, cost = (
-            (self._cpu, cpu) if cpu is not None and self._cpu.plain else (self._wall, wall)
-        )
-        extra = last_measuring if costs.plain is None else max(last_measuring, cost - costs.plain)
-        extra += costs.spill_cost(tier)
+        extra = last_measuring if usual is None else max(last_measuring, wall - usual)
+        extra += self._costs.spill_cost(tier)
         if last_acts:
             # A step with both pays both; the statistics' share is their usual cost.
             share = self.stats.usual if last_stats else 0.0

@@ -1,11 +1,9 @@
-"""What a plain training step costs on one clock, and what captures add after them.
+"""What a plain training step costs, and what the steps after a capture add.
 
-engine.policy keeps one StepCosts per clock it reads: the wall clock, and on a
-CPU device the training thread's CPU time too. A capture costs the time its
-step took over a plain step's (the median of recent plain steps), plus what
-the SPILL_STEPS plain steps after its tier's captures usually take over a
-plain step: a capture leaves caches cold, and the caller does more with a
-richer record (a History row, an export line) on the next step's clock.
+engine.policy charges a capture the time its step took over a plain step's
+(the median of recent plain steps), plus what the SPILL_STEPS plain steps
+after its tier's captures usually take over a plain step: a capture leaves
+caches cold.
 """
 
 from __future__ import annotations
@@ -19,7 +17,7 @@ _MIN_SPILL_SAMPLES = 3  # costs needed at a distance before its slowdown is char
 
 
 class StepCosts:
-    """One clock's view of the steps: a plain step's cost and each tier's spill.
+    """Recent steps' walls: a plain step's cost and each tier's spill.
 
     `refresh_every`: plain samples between two medians (a median of 32 costs
     ~5 us, too much for every step of a small model).

@@ -139,14 +139,8 @@ class Trainer:
         self.first_nonfinite: NonFinite | None = None
         self.layer_names = list(self.probe.layer_names)
         # Which steps capture statistics and activations: within a time budget.
-        # Captures are charged the training thread's CPU time on a CPU device
-        # (a dashboard's frames inflate the wall time); a GPU's work shows in
-        # the wall time alone.
         self.policy = CapturePolicy(
-            config.capture_every,
-            config.activation_every,
-            exact=config.sampling == "exact",
-            cpu_clock=time.thread_time if self.device.type == "cpu" else None,
+            config.capture_every, config.activation_every, exact=config.sampling == "exact"
         )
 
     @property
