@@ -19,24 +19,16 @@ never binds, keep the exact periods; a fast run of a small model gets fewer
 captured steps, still many per second. A step whose loss or gradient goes
 non-finite is captured whatever the policy says (engine.probe).
 
-A captured step costs its time (start to the next start) minus a plain
+A captured step costs its wall time (start to the next start) minus a plain
 step's (the median of recent steps that captured neither tier), or at least
 the time the probe spent measuring it, plus what the SPILL_STEPS steps
-after its tier's captures usually take over a plain step (engine.step_costs:
-a capture leaves caches cold, +36 and +8 us after a statistics step of the
-regression model, whose own excess is ~130 us with its History row). Each
-capture is charged its tier's usual cost: the median of its last
-RECENT_CAPTURES costs, so that one caught in a pause does not starve the
-rest of the run, and steps slowed at random do not raise the charge (each
-capture charged its own cost, capped at four usual costs, a simulated run
-with one step in seven slowed by 0.5-3.5 ms took 57% of its budget). With
-the dashboard open a capture costs ~1 ms: capturing
-statistics every step there runs 211-281 steps/s against 271-303 every
-100th, as frames redraw the panels of new per-layer data; the budget then
-spaces statistics some 30-90 steps apart, and the status line says so.
-Every step earns credit for its wall time, at most twice a plain step's, so
-a pause (the user's, or a benchmark's) earns no more than a step; step 0,
-which also pays every first-call cost, is not counted.
+after its tier's captures usually take over a plain step (a capture leaves
+caches cold: +36 and +8 us after a statistics step of the regression model,
+whose own excess is ~130 us with its History row), and at most four times
+its tier's usual cost (a capture caught in a pause does not starve the
+rest of the run); every step earns credit for its wall time, at most twice a plain
+step's, so a pause (the user's, or a benchmark's) earns no more than a
+step; step 0, which also pays every first-call cost, is not counted.
 """
 
 from __future__ import annotations
@@ -45,14 +37,15 @@ import math
 from collections import deque
 from statistics import median
 
-from engine.step_costs import SPILL_STEPS, StepCosts
-
 STATS_BUDGET = 0.005  # statistics steps may take this fraction of the wall time
 ACTIVATION_BUDGET = 0.005  # and activation steps this one
 ALLOWANCE = 0.01  # seconds of capture either tier may spend ahead of its budget
-_RECENT = 32  # plain steps between two medians of the wall clock's costs
-RECENT_CAPTURES = 25  # captures whose costs make a tier's usual cost (their median)
+_RECENT = 32  # steps remembered for a step's wall time
+_RECENT_EXTRAS = 5  # captured steps remembered, per tier
 PERIOD_CAPTURES = 9  # captures whose mean gap is the period in force
+SPILL_STEPS = 2  # steps after a capture that still pay for it (caches it emptied)
+_MIN_SPILL_SAMPLES = 3  # walls needed at a distance before its slowdown is charged
+OUTLIER = 4.0  # a capture is charged at most this many times its tier's usual cost
 
 
 class BudgetedPeriod:
@@ -73,7 +66,7 @@ class BudgetedPeriod:
         self.period = self.every  # steps between captures, over the last few
         self._last: int | None = None  # the last step this tier captured
         self._recent_steps: deque[int] = deque(maxlen=PERIOD_CAPTURES)
-        self.extras: deque[float] = deque(maxlen=RECENT_CAPTURES)
+        self.extras: deque[float] = deque(maxlen=_RECENT_EXTRAS)
         self.usual = 0.0  # the median of `extras`: what a capture usually costs
 
     def due(self, step: int, exact: bool = False) -> bool:
@@ -103,17 +96,17 @@ class BudgetedPeriod:
         return self.usual
 
     def charge(self, extra: float, spent: float) -> None:
-        """Settle a capture: it cost `extra` seconds over a usual step, `spent` was taken.
-
-        It pays the median of the last RECENT_CAPTURES captures' costs, its own
-        included, not its own cost alone: a capture that lands in a pause (a full
-        garbage collection, the OS, a slow second on a shared machine, a
-        dashboard's frame) would pay the pause, and one charged 0.2 s takes
-        40 s of training at a 0.5% budget to earn back.
-        """
-        self.extras.append(max(0.0, extra))
+        """Settle a capture: it cost `extra` seconds over a usual step, `spent` was taken."""
+        extra = max(0.0, extra)
+        self.extras.append(extra)
         self.usual = median(self.extras)
-        self.credit -= self.usual - spent
+        if len(self.extras) >= 3:
+            # A capture that landed in a pause (a full garbage collection, the OS,
+            # a slow second on a shared machine) pays a few usual costs, not the
+            # pause: charged in full, a 0.2 s stall takes 40 s of training at a
+            # 0.5% budget to earn back, and a short run captures nothing more.
+            extra = min(extra, OUTLIER * self.usual)
+        self.credit -= extra - spent
 
 
 class CapturePolicy:
@@ -131,12 +124,16 @@ class CapturePolicy:
         allowance = math.inf if exact else ALLOWANCE
         self.stats = BudgetedPeriod(stats_every, stats_budget, allowance)
         self.activations = BudgetedPeriod(activation_every, activation_budget, allowance)
-        self._costs = StepCosts(refresh_every=_RECENT)  # a median every 32 plain steps: 5 us
-        self._previous: tuple | None = (
-            None  # (step, plan, start, measuring, spent) of the last step
-        )
+        self._plain: deque[float] = deque(maxlen=_RECENT)  # walls of steps that captured neither
+        self._plain_wall: float | None = None  # their median, refreshed now and then
+        self._previous: tuple | None = None  # (step, plan, start, measuring) of the last step
         # The last capture counted: its step and tier, and the last step it slowed down.
         self._capture_step, self._capture_tier, self._spill_until = 0, "stats", -1
+        # Walls of the plain steps 1..SPILL_STEPS after each tier's captures.
+        self._spill = {
+            (tier, d): deque(maxlen=_RECENT) for tier in ("stats", "acts")
+            for d in range(1, SPILL_STEPS + 1)
+        }  # fmt: skip
 
     def plan(self, step: int, exact: bool = False) -> tuple[bool, bool]:
         """(statistics, activations): what `step` captures.
@@ -145,8 +142,7 @@ class CapturePolicy:
         taken on its own (the dashboard's `n`), which has no pace to protect and
         must show the same thing however fast the machine is.
         """
-        stats, acts = self.stats.due(step, exact), self.activations.due(step, exact)
-        return stats, acts
+        return self.stats.due(step, exact), self.activations.due(step, exact)
 
     def done(self, step: int, plan: tuple[bool, bool], start: float, measuring: float) -> None:
         """Account for `step`, started at `start` (perf_counter seconds).
@@ -168,7 +164,7 @@ class CapturePolicy:
         last_step, (last_stats, last_acts), last_start, last_measuring, last_spent = previous
         wall = start - last_start
         plain = not (last_stats or last_acts)
-        usual = self._costs.plain
+        usual = self._plain_wall
         # A pause (the user's, a benchmark's, a long UI hiccup) earns and costs
         # no more than a usual step would.
         paused = usual is not None and wall > 2 * usual + last_measuring
@@ -176,12 +172,13 @@ class CapturePolicy:
             if last_step <= self._spill_until:
                 # Slower than a plain step for the capture just before it: its cost;
                 # not a pause, which would charge every later capture for it.
-                distance = last_step - self._capture_step
                 if not paused:
-                    self._costs.add_spill(self._capture_tier, distance, wall)
+                    distance = last_step - self._capture_step
+                    self._spill[(self._capture_tier, distance)].append(wall)
             else:
-                self._costs.add_plain(wall)
-                usual = self._costs.plain
+                self._plain.append(wall)
+                if usual is None or step % _RECENT == 0:
+                    usual = self._plain_wall = median(self._plain)  # a median a step: 5 us
         if paused:
             wall = 2 * usual + last_measuring
         self.stats.earn(wall)
@@ -192,7 +189,7 @@ class CapturePolicy:
         self._capture_step, self._capture_tier = last_step, tier
         self._spill_until = last_step + SPILL_STEPS
         extra = last_measuring if usual is None else max(last_measuring, wall - usual)
-        extra += self._costs.spill_cost(tier)
+        extra += self._spill_cost(tier, usual)
         if last_acts:
             # A step with both pays both; the statistics' share is their usual cost.
             share = self.stats.usual if last_stats else 0.0
@@ -201,6 +198,18 @@ class CapturePolicy:
                 self.stats.charge(share, last_spent[0])
         else:
             self.stats.charge(extra, last_spent[0])
+
+    def _spill_cost(self, tier: str, usual: float | None) -> float:
+        # What the plain steps after this tier's captures usually take over a
+        # plain step (medians: one slow step is not a capture's cost).
+        if usual is None:
+            return 0.0
+        cost = 0.0
+        for distance in range(1, SPILL_STEPS + 1):
+            walls = self._spill[(tier, distance)]
+            if len(walls) >= _MIN_SPILL_SAMPLES:
+                cost += max(0.0, median(walls) - usual)
+        return cost
 
     @property
     def stats_period(self) -> int:
