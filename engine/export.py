@@ -73,9 +73,9 @@ def json_line(record: StepRecord) -> str:
     if record.timestep_grad_norms is None:
         cached = _BLANK_FRAGMENTS.get(id(record.layers))
         if cached is not None and cached[0] is record.layers:
-            line = _plain_line(record, cached[1])
-            if line is not None:
-                return line
+            fields = _plain_fields(record, cached[1])
+            if fields is not None:
+                return plain_line(fields)
             scalars = [_scalar_text(getattr(record, key)) for key in SCALAR_KEYS]
             if None not in scalars:
                 return _LINE_FORMAT % (*scalars, cached[1])
@@ -96,7 +96,38 @@ _NON_FINITE_TEXT = {math.inf: '"Infinity"', -math.inf: '"-Infinity"'}
 _PLAIN_FORMAT = _LINE_FORMAT.replace("%s", "%d", 2).replace("%s", "%r", 3)
 
 
-def _plain_line(record: StepRecord, layers_text: str) -> str | None:
+# (step, epoch, loss, grad_norm, grad_norm_clipped, clipped_frac, layers text); the
+# fraction NaN where it is None (a plain record's fraction is otherwise finite).
+PlainFields = tuple
+
+
+def plain_fields(record: StepRecord) -> PlainFields | None:
+    """The numbers of a record that `plain_line` formats, or None for any other record.
+
+    A plain record: its layers unmeasured (a blank mapping whose JSON is
+    cached), no time-step norms, integer step and epoch, finite float loss
+    and norms, and a clipped fraction that is None or a finite float. The
+    dashboard's spool keeps these and formats them only when read.
+    """
+    if record.timestep_grad_norms is not None:
+        return None
+    cached = _BLANK_FRAGMENTS.get(id(record.layers))
+    if cached is None or cached[0] is not record.layers:
+        if not _is_blank(record):
+            return None
+        _remember_fragment(record)  # the run's first unmeasured step
+        cached = _BLANK_FRAGMENTS[id(record.layers)]
+    return _plain_fields(record, cached[1])
+
+
+def plain_line(fields: PlainFields) -> str:
+    """The JSONL line (no newline) of a plain record's `plain_fields`."""
+    step, epoch, loss, norm, clipped, frac, layers_text = fields
+    frac_text = "null" if frac != frac else float.__repr__(frac)
+    return _PLAIN_FORMAT % (step, epoch, loss, norm, clipped, frac_text, layers_text)
+
+
+def _plain_fields(record: StepRecord, layers_text: str) -> PlainFields | None:
     step, epoch, loss = record.step, record.epoch, record.loss
     norm, clipped, frac = record.grad_norm, record.grad_norm_clipped, record.clipped_frac
     if not (
@@ -108,15 +139,13 @@ def _plain_line(record: StepRecord, layers_text: str) -> str | None:
         and _finite(loss)
         and _finite(norm)
         and _finite(clipped)
+        and (frac is None or (type(frac) is float and _finite(frac)))
     ):
         return None
-    if frac is None:
-        frac_text = "null"
-    elif type(frac) is float and _finite(frac):
-        frac_text = float.__repr__(frac)
-    else:
-        return None
-    return _PLAIN_FORMAT % (step, epoch, loss, norm, clipped, frac_text, layers_text)
+    return (step, epoch, loss, norm, clipped, _NAN if frac is None else frac, layers_text)
+
+
+_NAN = math.nan
 
 
 _finite = math.isfinite

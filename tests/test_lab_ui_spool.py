@@ -121,3 +121,30 @@ def test_a_failed_write_is_an_error_not_an_exception(monkeypatch):
     assert "stopped at step 0" in spool.error and "No space left" in spool.error
     assert spool.count == 0  # the batch that failed is not counted, nor what came after
     spool.close()
+
+
+@pytest.mark.parametrize("preset", ["standardized", "exploding", "clip-norm"])
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_a_trained_runs_records_export_as_the_headless_writer_writes_them(tmp_path, preset, suffix):
+    # Most steps of a real run are plain (packed as numbers, formatted when read);
+    # steps with statistics, activations, clipping or a NaN are written as JSON.
+    from engine.presets import get_preset
+    from engine.trainer import Trainer
+
+    config = get_preset(preset).config.replace(device="cpu")
+    trainer = Trainer(config)
+    try:
+        records = [trainer.step() for _ in range(min(3 * BATCH + 7, trainer.total_steps))]
+    finally:
+        trainer.close()
+    spool = RecordSpool(str(tmp_path))
+    for record in records[: BATCH + 9]:
+        spool(record)
+    assert len(list(spool.lines())) == BATCH + 9  # a read in the middle of the run
+    for record in records[BATCH + 9 :]:
+        spool(record)
+    ours, reference = tmp_path / f"spool{suffix}", tmp_path / f"reference{suffix}"
+    assert spool.export(str(ours)) == len(records)
+    write_records(str(reference), records)
+    assert ours.read_bytes() == reference.read_bytes()
+    spool.close()
