@@ -115,8 +115,7 @@ def plain_fields(record: StepRecord) -> PlainFields | None:
     if cached is None or cached[0] is not record.layers:
         if not _is_blank(record):
             return None
-        _remember_fragment(record)  # the run's first unmeasured step
-        cached = _BLANK_FRAGMENTS[id(record.layers)]
+        cached = _remember_fragment(record)  # the run's first unmeasured step
     return _plain_fields(record, cached[1])
 
 
@@ -171,16 +170,16 @@ def _is_blank(record: StepRecord) -> bool:
     )
 
 
-def _remember_fragment(record: StepRecord) -> None:
+def _remember_fragment(record: StepRecord) -> tuple[dict, str]:
     # Keyed by the dict's identity: engine.recording shares one blank dict per model
-    # and never modifies it. The dict is kept alive with its text, so an id is never reused.
+    # and never modifies it. The dict is kept alive with its text, so an id is never
+    # reused. Returned as well: another session's thread may clear the cache meanwhile.
     if len(_BLANK_FRAGMENTS) > 64:
         _BLANK_FRAGMENTS.clear()
     layers = record_to_json(record)["layers"]
-    _BLANK_FRAGMENTS[id(record.layers)] = (
-        record.layers,
-        json.dumps(layers, allow_nan=False, separators=(",", ":")),
-    )
+    entry = (record.layers, json.dumps(layers, allow_nan=False, separators=(",", ":")))
+    _BLANK_FRAGMENTS[id(record.layers)] = entry
+    return entry
 
 
 class RecordWriter:
