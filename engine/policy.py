@@ -64,14 +64,13 @@ class BudgetedPeriod:
         self.allowance = allowance
         self.credit = allowance
         self.period = self.every  # steps between captures, over the last few
-        self._last: int | None = None  # the last step this tier captured
-        self._recent_steps: deque[int] = deque(maxlen=PERIOD_CAPTURES)
+        self._recent_steps: deque[int] = deque(maxlen=PERIOD_CAPTURES)  # its last captures
         self.extras: deque[float] = deque(maxlen=_RECENT_EXTRAS)
         self.usual = 0.0  # the median of `extras`: what a capture usually costs
 
     def due(self, step: int, exact: bool = False) -> bool:
         """Whether this tier captures `step`; `exact`: on its period, whatever the credit."""
-        if self._last is None:
+        if not self._recent_steps:
             return True  # step 0 (or the first step trained) carries everything
         if step % self.every:
             return False
@@ -86,7 +85,6 @@ class BudgetedPeriod:
 
         Returns what was spent, for `charge` to settle once the real cost is known.
         """
-        self._last = step
         recent = self._recent_steps
         recent.append(step)
         if len(recent) > 1:

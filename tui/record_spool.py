@@ -32,6 +32,7 @@ import tempfile
 import threading
 from array import array
 from collections.abc import Iterator
+from itertools import groupby
 
 from engine.export import json_line, plain_fields, plain_line, write_records
 from engine.records import LayerStats, StepRecord
@@ -111,28 +112,16 @@ class RecordSpool:
         # Runs of plain steps as packed numbers, the other records as JSON lines,
         # in their order. Done a batch at a time, right after a step, the work
         # is ~1 us a plain record; packed one by one it was ~3.5 us (cold code).
-        blocks, plain, text, others = [], array("d"), None, []
-        for record in kept:
-            fields = plain_fields(record)
-            if fields is not None and (text is None or fields[6] is text):
-                if others:
-                    blocks.append(_json_block(others))
-                    others = []
-                text = fields[6]
-                plain.extend(fields[:_PLAIN])
-                continue
-            if text is not None:
-                blocks.append(_plain_block(text, plain))
-                plain, text = array("d"), None
-            if fields is not None:  # plain, with other layers' text (a new model)
-                text = fields[6]
-                plain.extend(fields[:_PLAIN])
+        blocks = []
+        pairs = [(plain_fields(record), record) for record in kept]
+        for text, run in groupby(pairs, key=lambda pair: pair[0] and pair[0][6]):
+            if text:  # plain steps of one model (its layers' JSON text)
+                numbers = array("d")
+                for fields, _ in run:
+                    numbers.extend(fields[:_PLAIN])
+                blocks.append(_plain_block(text, numbers))
             else:
-                others.append(record)
-        if text is not None:
-            blocks.append(_plain_block(text, plain))
-        if others:
-            blocks.append(_json_block(others))
+                blocks.append(_json_block([record for _, record in run]))
         if self._read_since_write:  # a seek flushes the buffer: only after a read
             self._file.seek(0, os.SEEK_END)
             self._read_since_write = False
