@@ -159,3 +159,42 @@ def test_flow_bars_keep_the_step_0_profile_as_white_marks():
     marks = [i for i, row in enumerate(rows) if row[o_column : o_column + 1] == "━"]
     assert marks == [0]  # o's step-0 norm is the top of the axis
     assert "bold white" in cells.styles_of("━")
+
+
+def test_a_canvas_redraws_its_rows_when_its_style_changes():
+    """A change of CSS restyles what a canvas shows, with no new data drawn."""
+    import asyncio
+
+    from textual.app import App
+    from textual.containers import Vertical
+
+    from tui.widgets.panel import Canvas, Cells
+
+    class Host(App):
+        CSS = "Canvas { background: #000000; } .alt Canvas { background: #ff0000; }"
+
+        def compose(self):
+            with Vertical():
+                yield Canvas()
+
+    def backgrounds(canvas: Canvas) -> set:
+        strips = [canvas.render_line(y) for y in range(2)]
+        return {segment.style.bgcolor.triplet for strip in strips for segment in strip}
+
+    async def scenario() -> None:
+        app = Host()
+        async with app.run_test(size=(20, 4)) as pilot:
+            canvas = app.query_one(Canvas)
+            cells = Cells()
+            cells.append("ab", "bold")
+            cells.newline()
+            cells.append("cd")
+            canvas.show(cells)
+            await pilot.pause()
+            assert backgrounds(canvas) == {(0, 0, 0)}
+            app.query_one(Vertical).add_class("alt")
+            await pilot.pause()
+            assert backgrounds(canvas) == {(255, 0, 0)}
+            assert canvas.cells is cells  # the same data, redrawn
+
+    asyncio.run(scenario())

@@ -101,21 +101,34 @@ class Canvas(Widget):
         if self._strips and cells.rows == self.cells.rows and base == self._base:
             return
         self.cells = cells
+        self._build(base)
+
+    def notify_style_update(self) -> None:
+        """Rebuild the rows on the new style (a class or CSS change), with no new data."""
+        super().notify_style_update()
+        if self._strips:
+            self._build(self.rich_style)
+
+    def _build(self, base: Style) -> None:
         self._base = base
         self._strips = [
             Strip(
                 [Segment(text, base + Style.parse(style) if style else base) for text, style in row]
             )
-            for row in cells.rows
+            for row in self.cells.rows
         ]
         self.refresh()
 
     def render_line(self, y: int) -> Strip:
         """Row y, cropped or padded to the widget's width."""
         width = self.size.width
+        # The style the strips were built on, not `rich_style` again: that walks the
+        # widget's ancestors' styles each call, and was a third of a steady frame's
+        # compositing (the strips and this base are rebuilt whenever the style changes).
+        base = self._base if self._base is not None else self.rich_style
         if y < len(self._strips):
-            return self._strips[y].crop_extend(0, width, self.rich_style)
-        return Strip.blank(width, self.rich_style)
+            return self._strips[y].crop_extend(0, width, base)
+        return Strip.blank(width, base)
 
 
 class HistoryPanel(Widget):
