@@ -85,3 +85,56 @@ def test_a_tiny_terminal_gets_a_clear_message():
             assert "terminal too small" not in screen_text(app)
 
     asyncio.run(scenario())
+
+
+def test_the_status_line_keeps_its_height_when_the_budget_spaces_captures_out():
+    """The rows the status line needs once the budget binds are kept from the start.
+
+    "stats every ~11 (≤0.5% of time)" appears a second into a fast run; a bar
+    that grew then would re-arrange the whole screen mid-run (0.1-0.3 s of the
+    main thread) and make every panel below it jump.
+    """
+    from textual.app import App
+
+    from engine.session_status import SessionStatus
+    from tui.widgets.status_bar import StatusBar
+
+    config = PRESETS["sigmoid-normal"].config
+
+    def status(state: str, step: int, periods: tuple | None) -> SessionStatus:
+        acts, stats = periods or (None, None)
+        return SessionStatus(
+            state, step, step, 2000, 250.0, None, None, ("h1",), "cpu", acts, stats
+        )
+
+    class Host(App):
+        def compose(self):
+            yield StatusBar()
+
+    async def scenario() -> None:
+        app = Host()
+        async with app.run_test(size=(84, 12)) as pilot:
+            bar = app.query_one(StatusBar)
+
+            def show(state: str, step: int, periods: tuple | None = None) -> None:
+                bar.show(status(state, step, periods), config, "sigmoid-normal", None, None, None)
+
+            show("idle", 0)
+            await pilot.pause()
+            show("idle", 0)  # now laid out: its rows are counted
+            await pilot.pause()
+            height = bar.region.height
+            idle_text = str(bar.render())
+            assert "(≤0.5% of time)" not in idle_text
+            layouts = []
+            original = app.screen._refresh_layout
+            app.screen._refresh_layout = lambda *a, **k: (layouts.append(1), original(*a, **k))
+            for step, periods in ((5, None), (900, (56, 11)), (1500, (4321, 9876))):
+                show("running", step, periods)
+                await pilot.pause()
+                assert bar.region.height == height
+            assert "(≤0.5% of time)" in str(bar.render())
+            assert layouts == []
+            assert bar.region.height > 2  # the phrase wraps at this width: room kept for it
+
+    asyncio.run(scenario())

@@ -3,10 +3,13 @@
 A plain Static re-rendered from a status snapshot; it only repaints when its
 text changes, and only asks for a layout when its wrapped height changes: a
 layout re-arranges the whole screen and redraws every plot, and one per frame
-was most of the dashboard's cost while a run trained. While the run goes the
-bar does not shrink either: a line that wraps on and off as the numbers
-change would make every panel below it jump. The red alarm names the first
-non-finite step and layer, or the exception that ended the training thread.
+was most of the dashboard's cost while a run trained. Its rows are counted on
+the widest text the run's numbers grow to (all steps, a four-digit period
+"(≤0.5% of time)"), so the bar has its height before the run starts and
+keeps it; while the run goes it does not shrink either: a line that wraps on
+and off as the numbers change would make every panel below it jump. The red
+alarm names the first non-finite step and layer, or the exception that ended
+the training thread.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from engine.session import ERROR, RUNNING, SessionStatus
 from tui.plotting import format_number
 
 _TOKENS = re.compile(r"\S+|\s+")
+_WIDEST_PERIOD = 9999  # the rows of the status line are counted with periods this wide
 
 _STATE_ICONS = {
     "idle": "■",
@@ -89,6 +93,8 @@ class StatusBar(Static):
     def __init__(self, **kwargs) -> None:
         super().__init__("", **kwargs)
         self._last_plain = ""
+        self._measured_width = 0  # the content width the rows were counted at
+        self._reserved = 0  # rows the bar keeps (its min-height)
         self._heights: dict[tuple, int] = {}  # (width, word shape) -> wrapped rows
         self.alarm = ""  # the alarm line's text, for tests and summaries
 
@@ -102,56 +108,91 @@ class StatusBar(Static):
         speed: float | None,
         show_rate: bool = True,
     ) -> None:
-        """Update from a snapshot; repaints only when the text changed."""
+        """Update from a snapshot; repaints only when the text or the bar's width changed."""
+        args = (status, config, preset, latest, captured, speed, show_rate)
+        text = self._text(*args)
+        plain = text.plain + repr(text.spans)
+        width = self.content_size.width
+        if plain == self._last_plain and width == self._measured_width:
+            return
+        self._last_plain, self._measured_width = plain, width
+        if not width:  # not laid out yet
+            self.update(text, layout=True)
+            return
+        # Rows are counted on the widest text this run's numbers grow to, too: the
+        # line that gains "(≤0.5% of time)" once the budget binds, or a digit at
+        # step 1000, must not re-arrange the screen mid-run (a relayout is 0.1-0.3 s
+        # of the main thread, and every panel below would jump).
+        widest = self._text(*args, widest=True)
+        rows = max(self._rows(text, width), self._rows(widest, width))
+        if rows > self._reserved or (rows < self._reserved and status.state != RUNNING):
+            self._reserved = rows
+            self.styles.min_height = rows  # the bar's height: auto, at least this (a layout)
+        self.update(text, layout=False)
+
+    def _text(
+        self,
+        status: SessionStatus,
+        config: RunConfig,
+        preset: str,
+        latest: StepRecord | None,
+        captured: StepRecord | None,
+        speed: float | None,
+        show_rate: bool,
+        widest: bool = False,
+    ) -> Text:
+        def wide(token: str, width: int) -> str:
+            # One word as wide as the token can get (for counting rows only).
+            return token.ljust(width, "0") if widest else token
+
         text = Text(no_wrap=False)
         icon = _STATE_ICONS.get(status.state, "?")
         text.append(f"{icon} {status.state.upper()}", style="bold")
         text.append(f"  {preset}", style="bold cyan")
         # A count of steps trained; plots and the alarm name steps by index (from 0).
         total = f"/{status.total_steps}" if status.total_steps else ""
-        text.append(f"  trained {status.step}{total} steps")
+        step = status.total_steps if widest and status.total_steps else status.step
+        text.append(f"  trained {step}{total} steps")
         epoch = status.epoch + 1 if status.step else 0
-        text.append(f"  epoch {epoch}/{config.epochs}")
+        text.append(f"  epoch {config.epochs if widest else epoch}/{config.epochs}")
         loss = format_number(latest.loss, 4) if latest is not None else "—"
         bad_loss = latest is not None and loss in ("NaN", "inf", "-inf")
         text.append("  loss ")
-        text.append(loss, style="bold red" if bad_loss else "bold")
+        text.append(wide(loss, 7), style="bold red" if bad_loss else "bold")
         text.append("\n")
         rate = f"{status.steps_per_second:.1f}" if show_rate else "—"
         limit = "" if not speed else f" (limit {format_number(speed)})"
-        text.append(f"{rate} steps/s{limit} │ ")
+        text.append(f"{wide(rate, 6)} steps/s{limit} │ ")
         text.append(clip_summary(config, latest, captured))
         # The spaced-out periods come from measured step times: hidden with the rate.
         period = status.activation_period if show_rate else None
         stats_period = status.stats_period if show_rate else None
+        if widest and show_rate:
+            period = stats_period = _WIDEST_PERIOD
         text.append(f" │ {capture_policy(config, period, stats_period)}", style="dim")
         if status.device:
             text.append(f" │ {status.device}", style="dim")
-        self.alarm = _alarm(status, config)
-        if self.alarm:
+        alarm = _alarm(status, config)
+        if not widest:
+            self.alarm = alarm
+        if alarm:
             text.append("\n")
-            text.append(f" {self.alarm} ", style="bold white on red")
-        plain = text.plain + repr(text.spans)
-        if plain != self._last_plain:
-            self._last_plain = plain
-            self.update(text, layout=self._needs_layout(text, status.state == RUNNING))
+            text.append(f" {alarm} ", style="bold white on red")
+        return text
 
-    def _needs_layout(self, text: Text, running: bool) -> bool:
-        """Whether `text` wraps to more rows than the bar has (or fewer, unless running)."""
-        width, height = self.content_size
-        if not width:
-            return True  # not laid out yet
+    def _rows(self, text: Text, width: int) -> int:
+        """The rows `text` wraps to at `width` cells."""
         # Wrapping depends only on where the spaces are and how wide each word is, so
         # texts that differ only in their digits share one measurement (wrapping is
         # a good part of a frame's cost otherwise).
         shape = (width, *(t if t.isspace() else cell_len(t) for t in _TOKENS.findall(text.plain)))
-        needed = self._heights.get(shape)
-        if needed is None:
+        rows = self._heights.get(shape)
+        if rows is None:
             if len(self._heights) > 256:
                 self._heights.clear()
-            needed = visualize(self, text).get_height(self.styles, width)
-            self._heights[shape] = needed
-        return needed > height or (needed < height and not running)
+            rows = visualize(self, text).get_height(self.styles, width)
+            self._heights[shape] = rows
+        return rows
 
 
 def _alarm(status: SessionStatus, config: RunConfig) -> str:
