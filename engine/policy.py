@@ -124,6 +124,8 @@ class CapturePolicy:
         self.activations = BudgetedPeriod(activation_every, activation_budget, allowance)
         self._plain: deque[float] = deque(maxlen=_RECENT)  # walls of steps that captured neither
         self._plain_wall: float | None = None  # their median, refreshed now and then
+        self._walls: deque[float] = deque(maxlen=_RECENT)  # walls of every step
+        self._any_wall: float | None = None  # their median: a pause's yardstick without plain steps
         self._previous: tuple | None = None  # (step, plan, start, measuring) of the last step
         # The last capture counted: its step and tier, and the last step it slowed down.
         self._capture_step, self._capture_tier, self._spill_until = 0, "stats", -1
@@ -164,8 +166,16 @@ class CapturePolicy:
         plain = not (last_stats or last_acts)
         usual = self._plain_wall
         # A pause (the user's, a benchmark's, a long UI hiccup) earns and costs
-        # no more than a usual step would.
-        paused = usual is not None and wall > 2 * usual + last_measuring
+        # no more than a usual step would. Measured against plain steps, or, while
+        # every step captures (a cheap tier due each step), against any step's:
+        # with no yardstick at all, each pause earned its share of its length, a
+        # benchmark's gaps between blocks refilled the credit, and the tiers
+        # captured every step for good (block model: activations every 14th step).
+        self._walls.append(wall)
+        if self._any_wall is None or step % _RECENT == 0:
+            self._any_wall = median(self._walls)
+        yardstick = usual if usual is not None else self._any_wall
+        paused = wall > 2 * yardstick + last_measuring
         if plain:
             if last_step <= self._spill_until:
                 # Slower than a plain step for the capture just before it: its cost;
@@ -178,7 +188,7 @@ class CapturePolicy:
                 if usual is None or step % _RECENT == 0:
                     usual = self._plain_wall = median(self._plain)  # a median a step: 5 us
         if paused:
-            wall = 2 * usual + last_measuring
+            wall = 2 * yardstick + last_measuring
         self.stats.earn(wall)
         self.activations.earn(wall)
         if plain or last_step == 0:

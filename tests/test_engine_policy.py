@@ -73,6 +73,30 @@ def test_a_pause_earns_no_more_than_a_usual_step():
     assert policy.stats.credit <= max(credit, 0.0) + 2 * STATS_BUDGET * 1.2e-3
 
 
+def test_pauses_earn_nothing_while_every_step_captures_statistics():
+    """Statistics cheap enough to be due every step leave no plain step to measure
+    a pause against; pauses (a benchmark's gaps between its blocks, the user's)
+    must still earn no more than a step, or the activations come every 10th step."""
+    policy = CapturePolicy(1, 10)
+    clock, trained, spent_acts, acts_steps = 0.0, 0.0, 0.0, 0
+    for step in range(3000):
+        if step and step % 50 == 0:
+            clock += 1.0  # a second of other work between blocks of 50 steps
+        stats, acts = policy.plan(step)
+        assert stats or step > 200  # 0.3% of a step: due every step throughout
+        cost = (1e-5 if stats else 0.0) + (2e-3 if acts else 0.0)
+        policy.done(step, (stats, acts), clock, cost)
+        clock += 3.7e-3 + cost
+        trained += 3.7e-3 + cost
+        spent_acts += 2e-3 if acts else 0.0
+        acts_steps += acts
+    assert policy._plain_wall is None  # not one plain step: the case under test
+    # Each of the 59 pauses earned at most two steps' credit (3.7 ms each).
+    earned = ACTIVATION_BUDGET * (trained + 59 * 2 * 3.7e-3)
+    assert spent_acts <= earned + ALLOWANCE + 2e-3  # 364 ms before; ~68 ms now
+    assert acts_steps < 3000 / 10 / 4  # 182 before (about every 16th step)
+
+
 @pytest.mark.parametrize("sampling", ["budget", "exact"])
 def test_the_step_that_breaks_is_captured_even_when_not_due(sampling):
     # Statistics due only on step 0; the exploding run's loss turns inf at step 11.
