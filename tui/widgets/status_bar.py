@@ -110,7 +110,7 @@ class StatusBar(Static):
     ) -> None:
         """Update from a snapshot; repaints only when the text or the bar's width changed."""
         args = (status, config, preset, latest, captured, speed, show_rate)
-        text = self._text(*args)
+        text = self._text(args)
         plain = text.plain + repr(text.spans)
         width = self.content_size.width
         if plain == self._last_plain and width == self._measured_width:
@@ -123,24 +123,17 @@ class StatusBar(Static):
         # line that gains "(≤0.5% of time)" once the budget binds, or a digit at
         # step 1000, must not re-arrange the screen mid-run (a relayout is 0.1-0.3 s
         # of the main thread, and every panel below would jump).
-        widest = self._text(*args, widest=True)
+        widest = self._text(args, widest=True)
         rows = max(self._rows(text, width), self._rows(widest, width))
         if rows > self._reserved or (rows < self._reserved and status.state != RUNNING):
             self._reserved = rows
             self.styles.min_height = rows  # the bar's height: auto, at least this (a layout)
         self.update(text, layout=False)
 
-    def _text(
-        self,
-        status: SessionStatus,
-        config: RunConfig,
-        preset: str,
-        latest: StepRecord | None,
-        captured: StepRecord | None,
-        speed: float | None,
-        show_rate: bool,
-        widest: bool = False,
-    ) -> Text:
+    def _text(self, shown: tuple, widest: bool = False) -> Text:
+        # `shown`: show()'s arguments, in its order.
+        status, config, preset, latest, captured, speed, show_rate = shown
+
         def wide(token: str, width: int) -> str:
             # One word as wide as the token can get (for counting rows only).
             return token.ljust(width, "0") if widest else token
