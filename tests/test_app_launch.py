@@ -65,6 +65,36 @@ def test_first_frame_is_painted_before_torch_is_imported():
     assert result.stdout.split() == ["False", "False"]
 
 
+def test_torch_is_warmed_up_in_the_background_once_the_first_frame_is_drawn(monkeypatch):
+    # The import holds the interpreter's lock for seconds: begun at mount, it slowed
+    # the first layout and paint by a fifth. It must still begin, unasked.
+    import threading
+
+    import tui.app
+
+    seen: list[bool] = []  # whether a frame was drawn when the warm-up began
+    ran = threading.Event()
+
+    async def scenario():
+        app = GradTUI(PRESETS[DEFAULT_PRESET].config, DEFAULT_PRESET)
+
+        def warm() -> None:
+            seen.append(app.frame_ms > 0)  # a frame was drawn (one attribute read)
+            ran.set()
+
+        monkeypatch.setattr(tui.app, "warm_torch", warm)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for_frame(pilot, app)
+            for _ in range(100):
+                if ran.is_set():
+                    break
+                await pilot.pause(0.02)
+            assert ran.is_set()
+            assert seen == [True]
+
+    asyncio.run(scenario())
+
+
 def test_cli_style_construction_with_fps():
     async def scenario():
         config = PRESETS["relu-kaiming"].config.replace(lr=0.05)

@@ -40,6 +40,11 @@ FRAME_SHARE = 0.05
 MAX_FRAME_GAP = 1.0  # seconds
 
 
+def _imported(warm) -> bool:
+    """Whether the app's torch import (its warm thread, started after the first frame) ended."""
+    return warm is not None and warm.ident is not None and not warm.is_alive()
+
+
 class FrameLoop:
     """GradTUI's frame: `refresh_frame` and the snapshot and turn-taking it uses."""
 
@@ -97,7 +102,7 @@ class FrameLoop:
         self._hold_training_for_frame()
         started = time.perf_counter()
         warm = self._warm
-        if self._switch_interval is None and warm is not None and not warm.is_alive():
+        if self._switch_interval is None and _imported(warm):
             # A frame drawn beside a step (one longer than HOLD_WAIT, or a throttled
             # run) holds the GIL for up to a switch interval while the training
             # thread waits on it between torch ops; a shorter one hands it back
