@@ -277,10 +277,11 @@ class CompareApp(App):
         self._warm: threading.Thread | None = None
 
     def on_mount(self) -> None:
-        """Show the compare screen and import torch off the UI thread."""
+        """Show the compare screen; import torch off the UI thread once it is painted."""
         self.push_screen(self.compare)
         self._warm = threading.Thread(target=warm_torch, name="gradtui-warm", daemon=True)
-        self._warm.start()
+        # After the first paint, which the import would share the interpreter's lock with.
+        self.call_after_refresh(self._warm.start)
 
     def on_unmount(self) -> None:
         """However the app ends, stop every training thread."""
@@ -295,5 +296,5 @@ class CompareApp(App):
             deadline = time.monotonic() + 60.0
             for session in self.compare.sessions():
                 session.stop(timeout=max(0.0, deadline - time.monotonic()))
-            if self._warm is not None:
+            if self._warm is not None and self._warm.ident is not None:  # started
                 self._warm.join(max(0.0, deadline - time.monotonic()))
