@@ -124,7 +124,7 @@ class CapturePolicy:
         self.activations = BudgetedPeriod(activation_every, activation_budget, allowance)
         self._plain: deque[float] = deque(maxlen=_RECENT)  # walls of steps that captured neither
         self._plain_wall: float | None = None  # their median, refreshed now and then
-        self._walls: deque[float] = deque(maxlen=_RECENT)  # walls of every step
+        self._walls: deque[float] = deque(maxlen=_RECENT)  # every step's, until a plain one
         self._any_wall: float | None = None  # their median: a pause's yardstick without plain steps
         self._previous: tuple | None = None  # (step, plan, start, measuring) of the last step
         # The last capture counted: its step and tier, and the last step it slowed down.
@@ -171,10 +171,12 @@ class CapturePolicy:
         # with no yardstick at all, each pause earned its share of its length, a
         # benchmark's gaps between blocks refilled the credit, and the tiers
         # captured every step for good (block model: activations every 14th step).
-        self._walls.append(wall)
-        if self._any_wall is None or step % _RECENT == 0:
-            self._any_wall = median(self._walls)
-        yardstick = usual if usual is not None else self._any_wall
+        yardstick = usual
+        if yardstick is None:  # only until the first plain step (kept from then on)
+            self._walls.append(wall)
+            if self._any_wall is None or step % _RECENT == 0:
+                self._any_wall = median(self._walls)
+            yardstick = self._any_wall
         paused = wall > 2 * yardstick + last_measuring
         if plain:
             if last_step <= self._spill_until:

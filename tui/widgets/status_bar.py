@@ -95,6 +95,7 @@ class StatusBar(Static):
         self._last_plain = ""
         self._measured_width = 0  # the content width the rows were counted at
         self._reserved = 0  # rows the bar keeps (its min-height)
+        self._counted: tuple | None = None  # what the rows were last counted for
         self._heights: dict[tuple, int] = {}  # (width, word shape) -> wrapped rows
         self.alarm = ""  # the alarm line's text, for tests and summaries
 
@@ -122,12 +123,18 @@ class StatusBar(Static):
         # Rows are counted on the widest text this run's numbers grow to, too: the
         # line that gains "(≤0.5% of time)" once the budget binds, or a digit at
         # step 1000, must not re-arrange the screen mid-run (a relayout is 0.1-0.3 s
-        # of the main thread, and every panel below would jump).
-        widest = self._text(args, widest=True)
-        rows = max(self._rows(text, width), self._rows(widest, width))
-        if rows > self._reserved or (rows < self._reserved and status.state != RUNNING):
-            self._reserved = rows
-            self.styles.min_height = rows  # the bar's height: auto, at least this (a layout)
+        # of the main thread, and every panel below would jump). The widest text
+        # follows from the words' widths, so it is rebuilt only when they change.
+        shape = _shape(text, width)
+        running = status.state == RUNNING
+        counted = (shape, running, config, show_rate)
+        if counted != self._counted:
+            self._counted = counted
+            widest = self._text(args, widest=True)
+            rows = max(self._rows(text, shape), self._rows(widest, _shape(widest, width)))
+            if rows > self._reserved or (rows < self._reserved and not running):
+                self._reserved = rows
+                self.styles.min_height = rows  # the bar's height: auto, at least this (a layout)
         self.update(text, layout=False)
 
     def _text(self, shown: tuple, widest: bool = False) -> Text:
@@ -173,19 +180,24 @@ class StatusBar(Static):
             text.append(f" {alarm} ", style="bold white on red")
         return text
 
-    def _rows(self, text: Text, width: int) -> int:
-        """The rows `text` wraps to at `width` cells."""
-        # Wrapping depends only on where the spaces are and how wide each word is, so
-        # texts that differ only in their digits share one measurement (wrapping is
-        # a good part of a frame's cost otherwise).
-        shape = (width, *(t if t.isspace() else cell_len(t) for t in _TOKENS.findall(text.plain)))
+    def _rows(self, text: Text, shape: tuple) -> int:
+        """The rows `text`, of `_shape` `shape`, wraps to."""
         rows = self._heights.get(shape)
         if rows is None:
             if len(self._heights) > 256:
                 self._heights.clear()
-            rows = visualize(self, text).get_height(self.styles, width)
+            rows = visualize(self, text).get_height(self.styles, shape[0])
             self._heights[shape] = rows
         return rows
+
+
+def _shape(text: Text, width: int) -> tuple:
+    """What wrapping `text` at `width` depends on: where the spaces are, each word's width.
+
+    Texts that differ only in their digits share one shape, and one measurement
+    (wrapping is a good part of a frame's cost otherwise).
+    """
+    return (width, *(t if t.isspace() else cell_len(t) for t in _TOKENS.findall(text.plain)))
 
 
 def _alarm(status: SessionStatus, config: RunConfig) -> str:
