@@ -7,6 +7,9 @@ Options:
   --clock cpu        time training blocks in process CPU time, not wall time
                      (with --threads 1: steady ratios on a machine others share)
   --markdown FILE    also write the figures as a Markdown table (for RESULTS.md)
+  --seconds S        the time budget of the whole command (default 270; 0: none).
+                     Plans are sized for a usual hour; in a slow one, rounds
+                     past each set's minimum are cut to end in time
 
 The correctness check of the probe runs first; a failure stops everything.
 Exit status: 0 when every figure with a target met it, 1 otherwise.
@@ -20,9 +23,25 @@ import shlex
 import sys
 import time
 
-from benchmarks.common import Result, machine, set_clock
+from benchmarks.common import Budget, Result, Schedule, machine, set_clock
 
 ORDER = ("check", "probe", "e2e", "frame", "engine_ui", "memory", "startup", "gpu")
+# Issue 4: "runs them all in under 5 minutes on 2 cores". 30 s are left for
+# what the budget cannot cut: the minimum rounds of each set, past their
+# shares in a slow hour (305 s done at a budget of 285 with the bare block
+# step at 4.3-5.4 ms, session 14), and the interpreter's start.
+COMMAND_SECONDS = 270.0
+# Each benchmark's share of the budget: the seconds it took in a full run in
+# a slow hour of the development VM (session 14: 440 s in all, bare block
+# step 4.6 ms). The memory benchmark cannot be cut (a million records); its
+# weight keeps its time out of the others' shares. The GPU's, on a GPU box only.
+WEIGHTS = {
+    "check": 2, "probe": 169, "e2e": 106, "frame": 52, "engine_ui": 50, "memory": 42,
+    "startup": 27, "gpu": 30,
+}  # fmt: skip
+# With the frame benchmark, the memory benchmark's children run while the
+# frame's histories are built (neither is timed), and this is what is left.
+MEMORY_BESIDE_FRAME = 8
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -34,6 +53,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--threads", type=int)
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall")
     parser.add_argument("--markdown", metavar="FILE")
+    parser.add_argument("--seconds", type=float, default=COMMAND_SECONDS)
     args = parser.parse_args(argv)
     args.only = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = set(args.only) - set(ORDER)
@@ -86,6 +106,7 @@ def _warn_if_busy() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Parse, run in order, print, summarize."""
     args = _parse(sys.argv[1:] if argv is None else argv)
+    budget = Budget(args.seconds) if args.seconds > 0 else Budget()
     import torch
 
     if args.threads:
@@ -102,7 +123,16 @@ def main(argv: list[str] | None = None) -> int:
     # write it back ~30 s later, in the first timed sets. Written now (~0.4 s here).
     os.sync()
     started = time.perf_counter()
+    sections = [name for name in ORDER if name in args.only]
+    weights = dict(WEIGHTS)
+    weights["gpu"] = weights["gpu"] if torch.cuda.is_available() else 0.0
+    beside = {"frame", "memory"} <= set(sections)
+    if beside:
+        weights["memory"] = MEMORY_BESIDE_FRAME
+    schedule = Schedule(budget, [weights[name] for name in sections])
+    pending = {}  # extra arguments of a benchmark's run: the memory children, started early
     if "check" in args.only:
+        schedule.next()  # the check runs whole, whatever its share
         from benchmarks.check_probe import check
 
         problems = check()
@@ -117,7 +147,13 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"[{name}]", flush=True)
         t0 = time.perf_counter()
-        results += _bench(name).run(args.quick, emit=lambda r: print(r.line(), flush=True))
+        share = schedule.next()
+        emit = lambda r: print(r.line(), flush=True)  # noqa: E731
+        if name == "frame" and beside:
+            memory = _bench("memory").start(args.quick)
+            pending = {"memory": {"pending": memory}, "frame": {"ready": memory.wait}}
+        more = pending.get(name, {})
+        results += _bench(name).run(args.quick, emit=emit, budget=share, **more)
         print(f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
     seconds = time.perf_counter() - started
     missed = [r for r in results if r.ok is False]

@@ -35,7 +35,7 @@ import statistics
 import sys
 import time
 
-from benchmarks.common import Result, median_and_spread
+from benchmarks.common import Budget, Result, median_and_spread
 
 PRESETS = ("sigmoid-normal", "standardized")  # the block model; the regression model
 SECONDS = 1.0  # the timed window of each process
@@ -120,8 +120,12 @@ def headless_in_a_thread(preset: str, seconds: float) -> dict:
     return result
 
 
-def run(quick: bool = False, emit=None) -> list[Result]:
-    """Each preset: run, dashboard, run, ... in fresh processes; ratios of steps/s."""
+def run(quick: bool = False, emit=None, budget: Budget | None = None) -> list[Result]:
+    """Each preset: run, dashboard, run, ...; ratios of steps/s.
+
+    `budget`: the time all of it may take, each preset its share; past two
+    rounds, a preset runs only the rounds that fit.
+    """
     try:
         import textual  # noqa: F401
     except ImportError as exc:
@@ -129,10 +133,12 @@ def run(quick: bool = False, emit=None) -> list[Result]:
     rounds = 2 if quick else 3
     seconds = 0.7 if quick else SECONDS
     results = []
-    for preset in PRESETS:
+    budget = budget or Budget()
+    for k, preset in enumerate(PRESETS):
         ratios, rates, held, on_off = [], [], [], []
+        share = budget.part(1, len(PRESETS) - k)
         before = headless_in_a_thread(preset, seconds)["rate"]
-        for round_ in range(rounds):
+        for round_ in share.rounds(rounds, 2):
             ui = with_dashboard(preset, seconds, toggle=round_ == 0)
             after = headless_in_a_thread(preset, seconds)["rate"]
             ratios.append(ui["rate"] / ((before + after) / 2))
@@ -140,7 +146,7 @@ def run(quick: bool = False, emit=None) -> list[Result]:
             held.append(ui["held"])
             on_off += [ui["on_off"]] if "on_off" in ui else []
             before = after
-        med, spread = median_and_spread(ratios)
+        med, spread = median_and_spread(ratios, rounds)
         note = (
             f"{spread}; {statistics.median(rates):.0f} steps/s with the dashboard, "
             f"{statistics.median(held):.1%} of it waiting for frames"

@@ -25,8 +25,9 @@ import asyncio
 import statistics
 import sys
 import time
+from collections.abc import Callable
 
-from benchmarks.common import Result
+from benchmarks.common import Budget, Result, Schedule
 from benchmarks.synthetic import LAYERS, records
 
 LENGTHS = (1_000, 100_000, 1_000_000)
@@ -48,8 +49,12 @@ def _histories(lengths) -> dict[int, object]:
     return histories
 
 
-async def _measure(histories: dict, size, frames: int) -> dict[tuple[int, str], list[float]]:
+async def _measure(
+    histories: dict, size, frames: int, minimum: int, budget: Budget
+) -> dict[tuple[int, str], list[float]]:
     """Frame times per (length, figure), the lengths shown in turn within each round.
+
+    Each view gets half the budget; past `minimum` rounds, only those that fit.
 
     Interleaved, not one length after the other: this VM has minutes that
     run ~1.8x slower, and one landing on the million would read as growth.
@@ -64,8 +69,9 @@ async def _measure(histories: dict, size, frames: int) -> dict[tuple[int, str], 
     app = tui.app.GradTUI(config, None)
     out: dict[tuple[int, str], list[float]] = {}
     async with app.run_test(size=size) as pilot:
-        for view in ("gradients", "distributions"):
-            for _ in range(frames):
+        views = ("gradients", "distributions")
+        for k, view in enumerate(views):
+            for _ in budget.part(1, len(views) - k).rounds(frames, minimum):
                 for length, history in histories.items():
                     app.use_session(TrainingSession(config, history=history), "benchmark")
                     if app.view != view:
@@ -84,26 +90,41 @@ async def _measure(histories: dict, size, frames: int) -> dict[tuple[int, str], 
     return out
 
 
-def run(quick: bool = False, emit=None) -> list[Result]:
-    """Every length and size; `emit` sees each result as it comes."""
+def run(
+    quick: bool = False, emit=None, budget: Budget | None = None, ready: Callable | None = None
+) -> list[Result]:
+    """Every length and size; `emit` sees each result as it comes.
+
+    `budget`: the time the frames may take (the histories are built first);
+    past three rounds at 120x40 and two at 200x60, only the rounds that fit.
+    `ready`: called once the histories are built, before the first timed
+    frame (the command waits there for work it ran beside the building).
+    """
     try:
         import tui.app  # noqa: F401
     except ImportError as exc:  # the dashboard is optional for the engine's benchmarks
         return [Result("frame", "dashboard frame", None, "ms", note=f"tui.app missing: {exc}")]
     lengths = LENGTHS[:2] if quick else LENGTHS
     histories = _histories(lengths)
+    if ready is not None:
+        ready()
     results, growth = [], None
-    for size in SIZES:
-        # The target is at 120x40; 200x60 is for scale and gets fewer frames,
-        # so the whole command stays under five minutes in the VM's slow ones.
-        frames = 3 if quick or size != (120, 40) else FRAMES
-        times = asyncio.run(_measure(histories, size, frames))
+    # The target is at 120x40; 200x60 is for scale and gets fewer frames,
+    # so the whole command stays under five minutes in the VM's slow hours.
+    plans = [(3 if quick or size != (120, 40) else FRAMES) for size in SIZES]
+    schedule = Schedule(budget or Budget(), [frames * 1.0 for frames in plans])
+    for size, frames in zip(SIZES, plans, strict=True):
+        minimum = min(frames, 3 if size == (120, 40) else 2)
+        times = asyncio.run(_measure(histories, size, frames, minimum, schedule.next()))
         for (length, what), values in sorted(times.items()):
             ms = statistics.median(values)
             target = TARGET if size == (120, 40) else ""
             ok = None if not target else ms <= 50
             name = f"{length:>9,} steps {size[0]}x{size[1]}: {what}"
-            result = Result("frame", name, ms, "ms", target, ok)
+            cut = f"median of {len(values)} of {frames}, time budget"
+            result = Result(
+                "frame", name, ms, "ms", target, ok, cut if len(values) < frames else ""
+            )
             results.append(result)
             if emit is not None:
                 emit(result)

@@ -20,7 +20,7 @@ import statistics
 import sys
 import warnings
 
-from benchmarks.common import Result, check, interleaved, median_and_spread
+from benchmarks.common import Budget, Result, Schedule, check, interleaved, median_and_spread
 
 
 def _available() -> bool:
@@ -106,12 +106,17 @@ def trainer_syncs(preset: str, steps: int) -> dict[str, tuple[int, int]]:
     return seen
 
 
-def overhead(quick: bool) -> list[Result]:
-    """Bare against the probe, and the Trainer's step against a bare loop, on the GPU."""
+def overhead(quick: bool, budget: Budget | None = None) -> list[Result]:
+    """Bare against the probe, and the Trainer's step against a bare loop, on the GPU.
+
+    `budget`: the time the four sets may take, a quarter each; past four
+    rounds, a set runs only the rounds that fit.
+    """
     from benchmarks.bench_probe import DEFAULTS, PLANS, SETTLE_SECONDS
     from benchmarks.loops import NEVER, Bare, Engine, EngineBare, Loop, Probe, block_runner
 
     results = []
+    schedule = Schedule(budget or Budget(), [1.0] * 4)
     for model in ("block", "large MLP"):
         config = PLANS[model][0].replace(device="cuda")
         loop = Loop(config)
@@ -129,21 +134,27 @@ def overhead(quick: bool) -> list[Result]:
             "stats every step": block_runner(Probe(loop, 1, NEVER), steps),
             "default policy": block_runner(policy, steps),
         }
-        results += _ratios(model, bare, runners, rounds, steps)
+        results += _ratios(model, bare, runners, rounds, steps, schedule.next())
         engine_step = {"engine step, default policy": block_runner(engine, steps)}
         results += _ratios(
-            model, block_runner(EngineBare(config), steps), engine_step, rounds, steps
-        )
+            model, block_runner(EngineBare(config), steps), engine_step, rounds, steps,
+            schedule.next(),
+        )  # fmt: skip
     return results
 
 
-def _ratios(model: str, bare, runners: dict, rounds: int, steps: int) -> list[Result]:
+def _ratios(
+    model: str, bare, runners: dict, rounds: int, steps: int, budget: Budget
+) -> list[Result]:
     from benchmarks.bench_probe import EVERY_TARGET
 
     bare_times: list[float] = []
     results = []
-    for name, values in interleaved(bare, runners, rounds, baseline_times=bare_times).items():
-        med, spread = median_and_spread(values)
+    timed = interleaved(
+        bare, runners, rounds, baseline_times=bare_times, budget=budget, minimum=min(rounds, 4)
+    )
+    for name, values in timed.items():
+        med, spread = median_and_spread(values, rounds)
         # The targets of the CPU's figures (bench_probe): issue 4 asks for a CUDA variant of them.
         if "default policy" in name:
             target = "<= 1.05"
@@ -159,8 +170,8 @@ def _ratios(model: str, bare, runners: dict, rounds: int, steps: int) -> list[Re
     return results
 
 
-def run(quick: bool = False, emit=None) -> list[Result]:
-    """Everything above, or one skipped line without a GPU."""
+def run(quick: bool = False, emit=None, budget: Budget | None = None) -> list[Result]:
+    """Everything above, or one skipped line without a GPU (`budget`: see `overhead`)."""
     if not _available():
         results = [Result("gpu", "CUDA probe overhead and syncs", None, "x",
                           note="no CUDA device: skipped")]  # fmt: skip
@@ -176,7 +187,7 @@ def run(quick: bool = False, emit=None) -> list[Result]:
                     Result("gpu", f"cuda syncs in a Trainer {kind}, {preset}", float(most),
                            "calls", "<= 1", most <= 1, f"most in one step, over {count} steps")
                 )  # fmt: skip
-        results += overhead(quick)
+        results += overhead(quick, budget)
     for result in results:
         if emit is not None:
             emit(result)

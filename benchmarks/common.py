@@ -10,11 +10,12 @@ cancel out.
 from __future__ import annotations
 
 import datetime
+import math
 import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 
@@ -82,12 +83,79 @@ def timed(block: Callable[[], None]) -> Callable[[], float]:
     return run
 
 
+def _wall() -> float:
+    """The budget's clock: wall time, whatever `set_clock` times blocks by."""
+    return time.perf_counter()
+
+
+class Budget:
+    """The seconds a benchmark may take, so the command ends in time on a slow machine.
+
+    The plans are sized in rounds for this VM at its usual speed (~250 s in
+    all). In its slow hours everything runs 1.4-2.3x slower for minutes on
+    end; a part that reaches the end of its share then stops adding rounds
+    past its minimum. Its figures come from fewer pairs, and their notes say
+    so ("n=7 of 13, time budget"), but the command still ends in time.
+    """
+
+    def __init__(self, seconds: float = math.inf) -> None:
+        self.end = _wall() + seconds
+
+    def left(self) -> float:
+        """Seconds until the end (negative once past it; inf for no budget)."""
+        return self.end - _wall()
+
+    def part(self, weight: float, weights: float) -> Budget:
+        """A budget of `weight` out of `weights`' share of the seconds left."""
+        left = max(0.0, self.left())
+        return Budget(left * weight / weights if weights > 0 else left)
+
+    def rounds(self, planned: int, minimum: int) -> Iterator[int]:
+        """Round numbers 0.. up to `planned`; past `minimum`, only those that fit.
+
+        A round fits when, at the mean length of the rounds so far, it would end
+        no more than half a round past the end: cutting at the first round that
+        might overrun would leave half a round unused on average.
+        """
+        started = _wall()
+        for r in range(planned):
+            if r >= max(1, minimum):
+                mean = (_wall() - started) / r
+                if self.left() < mean / 2:
+                    return
+            yield r
+
+
+class Schedule:
+    """A budget shared out over parts that run one after another, by weight.
+
+    Each part gets its weight's share of the seconds left when it begins, so
+    a part that overran (its minimum rounds took longer) shortens the parts
+    after it, not the command.
+    """
+
+    def __init__(self, budget: Budget, weights: list[float]) -> None:
+        self.budget = budget
+        self.weights = list(weights)
+
+    def next(self) -> Budget:
+        """The budget of the next part, in the order of the weights."""
+        weight = self.weights.pop(0)
+        return self.budget.part(weight, weight + sum(self.weights))
+
+    def again(self, weight: float) -> Budget:
+        """A budget for running a part of this weight once more (a re-measured set)."""
+        return self.budget.part(weight, weight + sum(self.weights))
+
+
 def interleaved(
     baseline: Callable[[], float],
     variants: dict[str, Callable[[], float]],
     rounds: int,
     warmup: int = 1,
     baseline_times: list[float] | None = None,
+    budget: Budget | None = None,
+    minimum: int | None = None,
 ) -> dict[str, list[float]]:
     """Per variant, the ratios of its block time to the baseline blocks around it.
 
@@ -95,6 +163,7 @@ def interleaved(
     a different one each round so no variant always follows the same neighbour.
     Callables run one block each and return the seconds it took (setup outside).
     The baseline's block times are appended to `baseline_times` if given.
+    With a `budget`, rounds past `minimum` (default: all) run only while they fit.
     """
     names = list(variants)
     for _ in range(warmup):
@@ -102,7 +171,8 @@ def interleaved(
         for name in names:
             variants[name]()
     ratios: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(rounds):
+    budget = budget or Budget()
+    for r in budget.rounds(rounds, rounds if minimum is None else minimum):
         order = names[r % len(names) :] + names[: r % len(names)]
         before = baseline()
         for name in order:
@@ -115,15 +185,21 @@ def interleaved(
     return ratios
 
 
-def median_and_spread(values: list[float]) -> tuple[float, str]:
-    """The median and a short note of the interquartile range."""
+def median_and_spread(values: list[float], planned: int = 0) -> tuple[float, str]:
+    """The median and a short note of the interquartile range and the pairs' count.
+
+    `planned`: the rounds the plan asked for; fewer are noted as the time budget's cut.
+    """
     if not values:
         return float("nan"), "no data"
     med = statistics.median(values)
+    n = f"n={len(values)}"
+    if len(values) < planned:
+        n += f" of {planned}, time budget"
     if len(values) < 4:
-        return med, f"n={len(values)}"
+        return med, n
     q = statistics.quantiles(values, n=4)
-    return med, f"IQR {q[0]:.3f}-{q[2]:.3f}, n={len(values)}"
+    return med, f"IQR {q[0]:.3f}-{q[2]:.3f}, {n}"
 
 
 def machine() -> dict[str, str]:

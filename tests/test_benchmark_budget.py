@@ -1,0 +1,97 @@
+"""The benchmark command's time budget: slow hours cut rounds past the minimum, never below."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from benchmarks import common
+from benchmarks.common import Budget, Schedule, interleaved, median_and_spread
+
+
+class FakeClock:
+    """A wall clock that moves only when a block 'runs'."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def block(self, seconds: float):
+        """A block runner taking `seconds` of this clock; returns them as its time."""
+
+        def run() -> float:
+            self.now += seconds
+            return seconds
+
+        return run
+
+
+@pytest.fixture
+def clock(monkeypatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(common, "_wall", fake)
+    return fake
+
+
+def test_no_budget_runs_every_planned_round(clock):
+    budget = Budget()
+    assert budget.left() == math.inf
+    done = []
+    for r in budget.rounds(13, 7):
+        clock.now += 100.0
+        done.append(r)
+    assert done == list(range(13))
+
+
+def test_rounds_past_the_minimum_stop_when_the_next_would_overrun(clock):
+    budget = Budget(10.0)
+    done = []
+    for r in budget.rounds(13, 3):
+        clock.now += 2.0  # rounds of 2 s: 5 fit, a sixth would end 2 s past
+        done.append(r)
+    # After 4 rounds (8 s), 2 s are left, more than half a round: a fifth runs.
+    # After 5 (10 s) none are left.
+    assert done == [0, 1, 2, 3, 4]
+
+
+def test_the_minimum_rounds_run_even_past_the_budget(clock):
+    budget = Budget(1.0)
+    done = []
+    for r in budget.rounds(9, 5):
+        clock.now += 2.0
+        done.append(r)
+    assert done == [0, 1, 2, 3, 4]
+
+
+def test_a_schedule_gives_each_part_its_share_of_what_is_left(clock):
+    schedule = Schedule(Budget(100.0), [1.0, 3.0, 1.0])
+    first = schedule.next()
+    assert first.left() == pytest.approx(20.0)
+    clock.now += 40.0  # the first part overran by 20 s
+    second = schedule.next()
+    assert second.left() == pytest.approx(60.0 * 3 / 4)  # the rest share the loss
+    assert schedule.again(3.0).left() == pytest.approx(60.0 * 3 / 4)
+    clock.now += 45.0
+    assert schedule.next().left() == pytest.approx(15.0)
+    clock.now += 30.0
+    assert Schedule(Budget(0.0), [0.0]).next().left() == 0.0  # no weight, no division
+
+
+def test_interleaved_keeps_its_pairs_and_notes_the_cut(clock):
+    bare, variant = clock.block(1.0), clock.block(1.1)
+    # A round is bare + variant + bare: 3.1 s (the first round) then 2.1 s.
+    ratios = interleaved(bare, {"v": variant}, 13, warmup=0, budget=Budget(12.0), minimum=2)
+    assert 2 <= len(ratios["v"]) < 13
+    assert all(r == pytest.approx(1.1) for r in ratios["v"])
+    med, note = median_and_spread(ratios["v"], 13)
+    assert med == pytest.approx(1.1)
+    assert f"n={len(ratios['v'])} of 13, time budget" in note
+    assert "time budget" not in median_and_spread([1.0] * 13, 13)[1]
+
+
+def test_interleaved_without_a_budget_runs_its_rounds(clock):
+    ratios = interleaved(clock.block(1.0), {"a": clock.block(2.0)}, 4, warmup=0)
+    assert ratios == {"a": [2.0] * 4}
