@@ -12,6 +12,14 @@ over the rounds:
   (`refresh_frame`: only panels whose data moved, one line plot a frame).
 
 Both views are measured: the gradient plots (default) and the histograms (d).
+The app is in the state its first run leaves it in: what lives as long as
+the process (torch's ~170,000 objects) in the collector's permanent
+generation (`engine.trainer.freeze_long_lived`). Full collections of the
+app's own objects still come every second or so of frames, 35-85 ms each on
+this VM; they are not a frame's cost, and in rounds of the same rhythm they
+land on the same case (one frame of three at 155 ms made a median). So the
+collector waits while a frame is timed, and the collections between frames
+are reported apart, for scale.
 Target: <= 50 ms per frame at 120x40, flat in the history's length (the
 median of each round's ratio of the longest history's full frame to the
 shortest's).
@@ -22,6 +30,7 @@ Run alone: `.venv/bin/python -m benchmarks.bench_frame [--quick]`.
 from __future__ import annotations
 
 import asyncio
+import gc
 import statistics
 import sys
 import time
@@ -51,43 +60,68 @@ def _histories(lengths) -> dict[int, object]:
 
 async def _measure(
     histories: dict, size, frames: int, minimum: int, budget: Budget
-) -> dict[tuple[int, str], list[float]]:
-    """Frame times per (length, figure), the lengths shown in turn within each round.
+) -> tuple[dict[tuple[int, str], list[float]], list[float]]:
+    """Frame times per (length, figure), and each full collection's ms between them.
 
-    Each view gets half the budget; past `minimum` rounds, only those that fit.
-
-    Interleaved, not one length after the other: this VM has minutes that
-    run ~1.8x slower, and one landing on the million would read as growth.
+    The lengths are shown in turn within each round. Interleaved, not one
+    length after the other: this VM has minutes that run ~1.8x slower, and
+    one landing on the million would read as growth. Each view gets half
+    the budget; past `minimum` rounds, only those that fit.
     """
-    import engine.trainer  # noqa: F401  (so the app's torch warm-up has nothing left to do)
+    import engine.trainer  # so the app's torch warm-up has nothing left to do
     import tui.app
     from engine.config import RunConfig
+
+    config = RunConfig(n_layers=LAYERS - 1)
+    engine.trainer.freeze_long_lived(config)
+    app = tui.app.GradTUI(config, None)
+    out: dict[tuple[int, str], list[float]] = {}
+    collections: list[float] = []
+    began = [0.0]
+
+    def timed_collection(phase: str, info: dict) -> None:
+        if info["generation"] == 2:
+            if phase == "start":
+                began[0] = time.perf_counter()
+            else:
+                collections.append((time.perf_counter() - began[0]) * 1000)
+
+    gc.callbacks.append(timed_collection)
+    try:
+        async with app.run_test(size=size) as pilot:
+            views = ("gradients", "distributions")
+            for k, view in enumerate(views):
+                for _ in budget.part(1, len(views) - k).rounds(frames, minimum):
+                    for length, history in histories.items():
+                        full, timer = await _one_case(app, pilot, config, view, history)
+                        out.setdefault((length, f"{view} full"), []).append(full)
+                        out.setdefault((length, f"{view} timer"), []).append(timer)
+            app.session.stop()
+    finally:
+        gc.callbacks.remove(timed_collection)
+    return out, collections
+
+
+async def _one_case(app, pilot, config, view: str, history) -> tuple[float, float]:
+    """(full frame ms, timer frame ms) of one history shown in one view."""
+    from engine.collector import collector_paused
     from engine.session import TrainingSession
     from tui.testing import full_frame_ms
 
-    config = RunConfig(n_layers=LAYERS - 1)
-    app = tui.app.GradTUI(config, None)
-    out: dict[tuple[int, str], list[float]] = {}
-    async with app.run_test(size=size) as pilot:
-        views = ("gradients", "distributions")
-        for k, view in enumerate(views):
-            for _ in budget.part(1, len(views) - k).rounds(frames, minimum):
-                for length, history in histories.items():
-                    app.use_session(TrainingSession(config, history=history), "benchmark")
-                    if app.view != view:
-                        await pilot.press("d")
-                    await pilot.pause()
-                    full_frame_ms(app)  # the switch's own work (a layout, cold caches) apart
-                    full = full_frame_ms(app)
-                    history.append(next(records(1, LAYERS, start=history.count)))
-                    started = time.perf_counter()
-                    app.refresh_frame()
-                    app.screen._compositor.render_update(full=False)
-                    timer = (time.perf_counter() - started) * 1000
-                    out.setdefault((length, f"{view} full"), []).append(full)
-                    out.setdefault((length, f"{view} timer"), []).append(timer)
-        app.session.stop()
-    return out
+    app.use_session(TrainingSession(config, history=history), "benchmark")
+    if app.view != view:
+        await pilot.press("d")
+    await pilot.pause()
+    full_frame_ms(app)  # the switch's own work (a layout, cold caches) apart
+    with collector_paused():
+        full = full_frame_ms(app)
+    history.append(next(records(1, LAYERS, start=history.count)))
+    with collector_paused():
+        started = time.perf_counter()
+        app.refresh_frame()
+        app.screen._compositor.render_update(full=False)
+        timer = (time.perf_counter() - started) * 1000
+    return full, timer
 
 
 def run(
@@ -115,7 +149,11 @@ def run(
     schedule = Schedule(budget or Budget(), [frames * 1.0 for frames in plans])
     for size, frames in zip(SIZES, plans, strict=True):
         minimum = min(frames, 3 if size == (120, 40) else 2)
-        times = asyncio.run(_measure(histories, size, frames, minimum, schedule.next()))
+        started = time.perf_counter()
+        times, collections = asyncio.run(
+            _measure(histories, size, frames, minimum, schedule.next())
+        )
+        took = time.perf_counter() - started
         for (length, what), values in sorted(times.items()):
             ms = statistics.median(values)
             target = TARGET if size == (120, 40) else ""
@@ -125,6 +163,16 @@ def run(
             result = Result(
                 "frame", name, ms, "ms", target, ok, cut if len(values) < frames else ""
             )
+            results.append(result)
+            if emit is not None:
+                emit(result)
+        if collections:
+            result = Result(
+                "frame", f"{size[0]}x{size[1]}: a full collection between frames",
+                statistics.median(collections), "ms",
+                note=f"{len(collections)} in {took:.0f} s of frames, not timed in them: "
+                "the app's own objects (torch's frozen, as after a first run)",
+            )  # fmt: skip
             results.append(result)
             if emit is not None:
                 emit(result)
