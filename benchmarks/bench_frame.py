@@ -130,7 +130,7 @@ def run(
     """Every length and size; `emit` sees each result as it comes.
 
     `budget`: the time the frames may take (the histories are built first);
-    past three rounds at 120x40 and two at 200x60, only the rounds that fit.
+    past three rounds at 120x40 and one at 200x60, only the rounds that fit.
     `ready`: called once the histories are built, before the first timed
     frame (the command waits there for work it ran beside the building).
     """
@@ -148,7 +148,7 @@ def run(
     plans = [(3 if quick or size != (120, 40) else FRAMES) for size in SIZES]
     schedule = Schedule(budget or Budget(), [frames * 1.0 for frames in plans])
     for size, frames in zip(SIZES, plans, strict=True):
-        minimum = min(frames, 3 if size == (120, 40) else 2)
+        minimum = min(frames, 3 if size == (120, 40) else 1)
         started = time.perf_counter()
         times, collections = asyncio.run(
             _measure(histories, size, frames, minimum, schedule.next())
