@@ -135,3 +135,33 @@ def test_ten_long_oscillating_series_fill_the_chart():
         chart.line(x, 5 + 4 * np.sin(x * (k + 1)), RED)
     rows = chart.cells().plain.split("\n")
     assert len(rows) == 20 and sum(_is_braille(c) for c in "".join(rows)) > 300
+
+
+def _cells_line_by_line(chart: LineChart, monkeypatch):
+    """The chart drawn one braille line at a time, as before lines were batched."""
+
+    def one_by_one(self, layers, first, cols, rows, mask, owner):
+        for k, (kind, _, x, y) in enumerate(layers):
+            self._draw_line(kind, first + k, x, y, cols, rows, mask, owner, {})
+
+    with monkeypatch.context() as patched:
+        patched.setattr(LineChart, "_draw_braille", one_by_one)
+        return chart.cells()
+
+
+def test_braille_lines_drawn_together_match_them_drawn_one_by_one(monkeypatch):
+    rng = np.random.default_rng(7)
+    for trial in range(20):
+        chart = _chart(width=int(rng.integers(8, 60)), height=int(rng.integers(5, 20)))
+        for k in range(int(rng.integers(1, 12))):
+            n = int(rng.choice([0, 1, 2, 5, 50, 400]))
+            x = np.sort(rng.uniform(-2, 12, n))
+            y = rng.normal(5, 4, n) * (1e6 if k == 3 else 1)  # one line mostly far off
+            color = (int(rng.integers(256)), 20 * k, 255 - 20 * k)
+            chart.line(x, y, color)
+            if trial % 5 == 0 and k == 2:
+                chart.points(
+                    [5.0], [5.0], "x", RED
+                )  # a character cell: the lines after it go one by one
+        together, apart = chart.cells(), _cells_line_by_line(chart, monkeypatch)
+        assert together.rows == apart.rows  # every run's text and style

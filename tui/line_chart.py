@@ -102,14 +102,24 @@ class LineChart:
         mask = np.zeros((rows, cols), dtype=np.uint8)
         owner = np.full((rows, cols), -1, dtype=np.int32)  # which style a cell takes
         chars: dict[tuple[int, int], str] = {}  # cells a character marker holds
-        styles: list[str] = []
-        for kind, style, x, y in self._layers:
-            styles.append(style)
-            index = len(styles) - 1
+        styles = [style for _, style, _, _ in self._layers]
+        layers, index = self._layers, 0
+        while index < len(layers):
+            kind, _, x, y = layers[index]
+            if kind == "braille" and not chars:
+                # A run of braille lines over no character cells: drawn in one
+                # pass (a plot's ten layers cost ten times numpy's call overhead).
+                end = index
+                while end < len(layers) and layers[end][0] == "braille":
+                    end += 1
+                self._draw_braille(layers[index:end], index, cols, rows, mask, owner)
+                index = end
+                continue
             if kind.startswith("point:"):
                 self._place_points(kind[6:], index, x, y, cols, rows, owner, chars)
             else:
                 self._draw_line(kind, index, x, y, cols, rows, mask, owner, chars)
+            index += 1
         grid = [[" "] * width for _ in range(height)]
         color = [[""] * width for _ in range(height)]
         self._fill_data(grid, color, mask, owner, chars, styles, gutter)
@@ -124,6 +134,36 @@ class LineChart:
                 out.append(row_chars[c], row_styles[c])
         return out
 
+    def _draw_braille(self, layers, first: int, cols, rows, mask, owner) -> None:
+        """Braille lines `first`, `first + 1`, ... at once: each cell's owner the last drawn.
+
+        The same dots as drawing them one by one: every line's segments (a
+        lone point a segment of no length) sampled in one call.
+        """
+        width, height = cols * 2, rows * 4
+        starts, ends, line_of = [], [], []
+        for k, (_, _, x, y) in enumerate(layers):
+            if not len(x):
+                continue
+            px, py = self._dots(x, y, width, height)
+            if len(px) > 1:
+                starts.append((px[:-1], py[:-1]))
+                ends.append((px[1:], py[1:]))
+            else:
+                starts.append((px, py))
+                ends.append((px, py))
+            line_of.append(np.full(len(starts[-1][0]), first + k, dtype=np.int32))
+        if not starts:
+            return
+        x0, y0 = (np.concatenate([s[i] for s in starts]) for i in (0, 1))
+        x1, y1 = (np.concatenate([e[i] for e in ends]) for i in (0, 1))
+        px, py, segment = _segment_samples(x0, y0, x1 - x0, y1 - y0, width, height)
+        dot_x, dot_y, inside = _inside(px, py, width, height)
+        cell = (dot_y // 4, dot_x // 2)
+        np.bitwise_or.at(mask, cell, _DOT_BITS[dot_y % 4, dot_x % 2])
+        # Lines drawn later have larger indices than every earlier layer.
+        np.maximum.at(owner, cell, np.concatenate(line_of)[segment[inside]])
+
     def _draw_line(self, kind, index, x, y, cols, rows, mask, owner, chars) -> None:
         """Rasterize consecutive segments: enough samples per segment to touch every dot."""
         if not len(x):
@@ -132,10 +172,8 @@ class LineChart:
         width, height = (cols * 2, rows * 4) if braille else (cols, rows)
         px, py = self._dots(x, y, width, height)
         if len(px) > 1:
-            px, py = _sample_segments(px, py, width, height)
-        dot_x, dot_y = np.rint(px).astype(np.int64), np.rint(py).astype(np.int64)
-        inside = (dot_y >= 0) & (dot_y < height) & (dot_x >= 0) & (dot_x < width)
-        dot_x, dot_y = dot_x[inside], dot_y[inside]
+            px, py, _ = _segment_samples(px[:-1], py[:-1], np.diff(px), np.diff(py), width, height)
+        dot_x, dot_y, _ = _inside(px, py, width, height)
         if braille:
             cell_r, cell_c = dot_y // 4, dot_x // 2
             np.bitwise_or.at(mask, (cell_r, cell_c), _DOT_BITS[dot_y % 4, dot_x % 2])
@@ -217,14 +255,21 @@ def _finite(x, y) -> tuple[np.ndarray, np.ndarray]:
     return x[keep], y[keep]
 
 
-def _sample_segments(px, py, width: int, height: int):
-    """Points along each segment between consecutive dots, a dot apart, inside the grid.
+def _inside(px, py, width: int, height: int):
+    """(dot columns, dot rows, which samples) of the samples that land on the grid."""
+    dot_x, dot_y = np.rint(px).astype(np.int64), np.rint(py).astype(np.int64)
+    inside = (dot_y >= 0) & (dot_y < height) & (dot_x >= 0) & (dot_x < width)
+    return dot_x[inside], dot_y[inside], inside
 
-    Segments are first clipped to the grid (Liang-Barsky), so a point far off
-    the chart (a loss of 1e30 on a linear axis) costs no more than one inside.
-    `_dots` has already pulled far-off points to a million dots away.
+
+def _segment_samples(x0, y0, dx, dy, width: int, height: int):
+    """Points along each segment from (x0, y0) by (dx, dy), a dot apart, inside the grid.
+
+    Also which segment each point is on. Segments are first clipped to the
+    grid (Liang-Barsky), so a point far off the chart (a loss of 1e30 on a
+    linear axis) costs no more than one inside. `_dots` has already pulled
+    far-off points to a million dots away.
     """
-    x0, y0, dx, dy = px[:-1], py[:-1], np.diff(px), np.diff(py)
     t0, t1 = np.zeros(len(dx)), np.ones(len(dx))
     rejected = np.zeros(len(dx), dtype=bool)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -238,14 +283,14 @@ def _sample_segments(px, py, width: int, height: int):
             t0 = np.where(p < 0, np.maximum(t0, r), t0)
             t1 = np.where(p > 0, np.minimum(t1, r), t1)
             rejected |= (p == 0) & (q < 0)
-    keep = ~rejected & (t0 <= t1)
-    x0, y0, dx, dy, t0, t1 = x0[keep], y0[keep], dx[keep], dy[keep], t0[keep], t1[keep]
+    kept = np.flatnonzero(~rejected & (t0 <= t1))
+    x0, y0, dx, dy, t0, t1 = x0[kept], y0[kept], dx[kept], dy[kept], t0[kept], t1[kept]
     x0, y0, dx, dy = x0 + t0 * dx, y0 + t0 * dy, (t1 - t0) * dx, (t1 - t0) * dy
     steps = np.ceil(np.maximum(np.abs(dx), np.abs(dy))).astype(np.int64) + 1
     segment = np.repeat(np.arange(len(steps)), steps)
     offset = np.arange(int(steps.sum())) - (np.cumsum(steps) - steps)[segment]
     t = offset / np.maximum(steps - 1, 1)[segment]
-    return x0[segment] + t * dx[segment], y0[segment] + t * dy[segment]
+    return x0[segment] + t * dx[segment], y0[segment] + t * dy[segment], kept[segment]
 
 
 def _put(row: list[str], start: int, text: str) -> None:
