@@ -74,11 +74,21 @@ class BudgetedPeriod:
             return True  # step 0 (or the first step trained) carries everything
         if step % self.every:
             return False
-        return exact or self.credit >= self.usual
+        # A full bucket is enough: a tier whose usual cost is more than the
+        # credit it may hold (a 0.1 s step on a loaded machine, 20 ms captures)
+        # would otherwise wait for credit it can never have, and stop for good.
+        return exact or self.credit >= min(self.usual, self.allowance)
 
     def earn(self, wall: float) -> None:
         """Credit a step that took `wall` seconds from its start to the next."""
         self.credit = min(self.allowance, self.credit + self.budget * wall)
+
+    def period_at(self, step: int) -> int:
+        """The period in force at `step`: the recent captures' mean gap, or the
+        gap since the last one once that is longer (a tier the budget holds back)."""
+        if not self._recent_steps:
+            return self.period
+        return max(self.period, step - self._recent_steps[-1])
 
     def captured(self, step: int) -> float:
         """Note that `step` captured this tier; spend its usual cost for now.
@@ -96,14 +106,17 @@ class BudgetedPeriod:
     def charge(self, extra: float, spent: float) -> None:
         """Settle a capture: it cost `extra` seconds over a usual step, `spent` was taken."""
         extra = max(0.0, extra)
+        # A capture that landed in a pause (a full garbage collection, the OS,
+        # a slow second on a shared machine) pays a few usual costs, not the
+        # pause: charged in full, a 0.2 s stall takes 40 s of training at a
+        # 0.5% budget to earn back, and a short run captures nothing more.
+        # Before three captures tell what is usual, a few allowances at most:
+        # a 2 s stall on the first activation step after step 0 had left the
+        # tier 2 s in debt, 2 s its usual cost, and the run without activations.
+        usual = self.usual if len(self.extras) >= 3 else self.allowance
+        extra = min(extra, OUTLIER * usual)
         self.extras.append(extra)
         self.usual = median(self.extras)
-        if len(self.extras) >= 3:
-            # A capture that landed in a pause (a full garbage collection, the OS,
-            # a slow second on a shared machine) pays a few usual costs, not the
-            # pause: charged in full, a 0.2 s stall takes 40 s of training at a
-            # 0.5% budget to earn back, and a short run captures nothing more.
-            extra = min(extra, OUTLIER * self.usual)
         self.credit -= extra - spent
 
 
@@ -223,10 +236,13 @@ class CapturePolicy:
 
     @property
     def stats_period(self) -> int:
-        """The statistics period in force."""
-        return self.stats.period
+        """The statistics period in force, as of the last step accounted for."""
+        return self.stats.period_at(self._last_step())
 
     @property
     def activation_period(self) -> int:
-        """The activation period in force."""
-        return self.activations.period
+        """The activation period in force, as of the last step accounted for."""
+        return self.activations.period_at(self._last_step())
+
+    def _last_step(self) -> int:
+        return self._previous[0] if self._previous is not None else 0

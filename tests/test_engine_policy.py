@@ -222,3 +222,47 @@ def test_the_period_in_force_is_the_mean_gap_of_recent_captures():
         tier.captured(step)
     assert PERIOD_CAPTURES == 9
     assert tier.period == round((200 - 10) / 8)  # the last nine captures' mean gap
+
+
+def test_a_tier_whose_capture_costs_more_than_the_allowance_keeps_capturing():
+    # A step of 0.1 s on a loaded machine (the dashboard beside a test run):
+    # each statistics capture costs 20 ms, twice the credit a tier may hold.
+    # It waited for credit it could never hold and captured nothing more;
+    # now it captures when the credit is full, within its budget.
+    policy = CapturePolicy(1, 10**9)
+    plans, spent, clock = simulate(policy, 6_000, 0.1, 0.02, 0.0)
+    late = [step for step, (stats, _) in enumerate(plans) if stats and step > 1_000]
+    assert len(late) >= 10
+    assert spent["stats"] <= STATS_BUDGET * clock + 2 * ALLOWANCE + 0.02
+
+
+def test_a_first_activation_capture_caught_in_a_stall_does_not_starve_the_run():
+    # The first activation step after step 0 lands in a 2 s stall (a burst of
+    # other work on the machine). Charged in full it left its tier 2 s in debt
+    # and its usual cost at 2 s: no activations for the rest of the run.
+    policy = CapturePolicy(10**9, 10)
+    clock, captured = 0.0, []
+    for step in range(20_000):
+        stats, acts = policy.plan(step)
+        cost = 2e-3 if acts else 0.0
+        if acts:
+            captured.append(step)
+            if len(captured) == 2:
+                cost = 2.0
+        policy.done(step, (stats, acts), clock, cost)
+        clock += 0.02 + cost
+    assert len([s for s in captured if s > 10_000]) > 10
+
+
+def test_the_period_shown_grows_while_no_capture_comes():
+    # The status line said "stats every step" long after the last capture.
+    policy = CapturePolicy(1, 10)
+    for step in range(50):
+        policy.done(step, policy.plan(step), step * 0.01, 0.0)
+    assert policy.stats_period == 1
+    policy.stats.credit = -1.0  # in debt: nothing is due for a while
+    for step in range(50, 450):
+        plan = policy.plan(step)
+        assert not plan[0]
+        policy.done(step, plan, step * 0.01, 0.0)
+    assert policy.stats_period >= 400
