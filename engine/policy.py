@@ -26,7 +26,9 @@ after its tier's captures usually take over a plain step (a capture leaves
 caches cold: +36 and +8 us after a statistics step of the regression model,
 whose own excess is ~130 us with its History row), and at most four times
 its tier's usual cost (a capture caught in a pause does not starve the
-rest of the run); every step earns credit for its wall time, at most twice a plain
+rest of the run; before three captures, four allowances); a tier whose
+capture costs more than the credit it may hold is due whenever its credit
+is full; every step earns credit for its wall time, at most twice a plain
 step's, so a pause (the user's, or a benchmark's) earns no more than a
 step; step 0, which also pays every first-call cost, is not counted.
 """

@@ -28,6 +28,26 @@ def simulate(policy: CapturePolicy, steps: int, step_s: float, stats_s: float, a
     return plans, spent, clock
 
 
+def one_stall(
+    policy, tier: int, steps: int, step_s: float, capture_s: float, nth: int, stall_s: float
+):
+    """Steps where one tier's captures cost `capture_s`, but its `nth` lands in a stall.
+
+    `tier`: 0 statistics, 1 activations. Returns the tier's captured steps and the clock.
+    """
+    clock, captured = 0.0, []
+    for step in range(steps):
+        plan = policy.plan(step)
+        cost = capture_s if plan[tier] else 0.0
+        if plan[tier]:
+            captured.append(step)
+            if len(captured) == nth:
+                cost = stall_s
+        policy.done(step, plan, clock, cost)
+        clock += step_s + cost
+    return captured, clock
+
+
 def test_step_zero_carries_everything_and_slow_runs_keep_exact_periods():
     # Captures cost 0.1% of a step: no budget binds.
     plans, _, _ = simulate(CapturePolicy(1, 10), 500, 0.01, 1e-5, 1e-5)
@@ -157,17 +177,7 @@ def test_one_capture_caught_in_a_pause_does_not_starve_the_rest_of_the_run():
     # Statistics cost 10% of a 1 ms step; the 20th capture lands in a 0.2 s
     # stall (a full garbage collection, a preempted VM). Charged in full it
     # would take 40 s of training to earn back; the run goes on capturing.
-    policy = CapturePolicy(1, 10_000)
-    clock, captured = 0.0, []
-    for step in range(20_000):
-        stats, acts = policy.plan(step)
-        cost = 1e-4 if stats else 0.0
-        if stats:
-            captured.append(step)
-            if len(captured) == 20:
-                cost = 0.2
-        policy.done(step, (stats, acts), clock, cost)
-        clock += 1e-3 + cost
+    captured, clock = one_stall(CapturePolicy(1, 10_000), 0, 20_000, 1e-3, 1e-4, 20, 0.2)
     after = [s for s in captured[20:] if s > 2_000]
     assert len(after) > 0.5 * STATS_BUDGET * (clock - 2.5) / 1e-4
 
@@ -240,17 +250,7 @@ def test_a_first_activation_capture_caught_in_a_stall_does_not_starve_the_run():
     # The first activation step after step 0 lands in a 2 s stall (a burst of
     # other work on the machine). Charged in full it left its tier 2 s in debt
     # and its usual cost at 2 s: no activations for the rest of the run.
-    policy = CapturePolicy(10**9, 10)
-    clock, captured = 0.0, []
-    for step in range(20_000):
-        stats, acts = policy.plan(step)
-        cost = 2e-3 if acts else 0.0
-        if acts:
-            captured.append(step)
-            if len(captured) == 2:
-                cost = 2.0
-        policy.done(step, (stats, acts), clock, cost)
-        clock += 0.02 + cost
+    captured, _ = one_stall(CapturePolicy(10**9, 10), 1, 20_000, 0.02, 2e-3, 2, 2.0)
     assert len([s for s in captured if s > 10_000]) > 10
 
 
