@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         share = schedule.next()
         emit = lambda r: print(r.line(), flush=True)  # noqa: E731
         if name == "frame" and beside:
-            memory = _bench("memory").start(args.quick)
+            memory = _bench("memory").Pending(args.quick)
             pending = {"memory": {"pending": memory}, "frame": {"ready": memory.wait}}
         more = pending.get(name, {})
         results += _bench(name).run(args.quick, emit=emit, budget=share, **more)

@@ -15,8 +15,8 @@ Both views are measured: the gradient plots (default) and the histograms (d).
 The app is in the state its first run leaves it in: what lives as long as
 the process (torch's ~170,000 objects) in the collector's permanent
 generation (`engine.trainer.freeze_long_lived`). Full collections of the
-app's own objects still come every second or so of frames, 35-85 ms each on
-this VM; they are not a frame's cost, and in rounds of the same rhythm they
+app's own objects still come every second or so of frames, 35-160 ms each
+on this VM; they are not a frame's cost, and in rounds of the same rhythm they
 land on the same case (one frame of three at 155 ms made a median). So the
 collector waits while a frame is timed, and the collections between frames
 are reported apart, for scale.

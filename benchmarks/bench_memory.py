@@ -17,7 +17,7 @@ side (each uses one thread; RSS does not depend on what else runs):
 Target: RSS at the end <= RSS at 10,000 steps + 100 MB.
 
 Nothing here is timed, so the benchmark command starts these children
-(`start`) while the frame benchmark builds its histories, which is untimed
+(`Pending`) while the frame benchmark builds its histories, which is untimed
 too, and waits for them before its first timed frame: ~35 s of the command
 in a slow hour, on a core that would otherwise idle.
 
@@ -124,13 +124,7 @@ class Pending:
     def wait(self) -> None:
         """Block until both children have printed their RSS figures."""
         if self.answers is None:
-            synth, real = (_answer(child) for child in self._children)
-            self.answers = (synth, real)
-
-
-def start(quick: bool = False) -> Pending:
-    """Start both children now; `run(pending=...)` reports them later."""
-    return Pending(quick)
+            self.answers = tuple(_answer(child) for child in self._children)
 
 
 def run(
@@ -140,7 +134,7 @@ def run(
 
     Not cut by a time `budget`: the million records are the figure's point.
     """
-    pending = pending or start(quick)
+    pending = pending or Pending(quick)
     pending.wait()
     synth, real = pending.answers
     steps, engine_steps = pending.steps, pending.engine_steps
