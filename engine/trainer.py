@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import math
+import threading
 import time
 
 import torch
@@ -62,6 +63,7 @@ def set_core_sharing(share: bool) -> None:
 
 
 _long_lived_frozen = False
+_freezing = threading.Lock()
 
 
 def freeze_long_lived(config: RunConfig | None = None) -> None:
@@ -82,13 +84,18 @@ def freeze_long_lived(config: RunConfig | None = None) -> None:
     frames waited on them.
     """
     global _long_lived_frozen
-    if not _long_lived_frozen:
-        _long_lived_frozen = True
+    # Two runs starting at once (compare mode) wait for one freeze: the second
+    # must not import what the first is half-way through importing (a module
+    # can then be seen half-initialized: sklearn's pandas, for one).
+    with _freezing:
+        if _long_lived_frozen:
+            return
         with collector_paused():
             for module in lazy_imports(config) if config is not None else ():
                 import_quietly(module)
             torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)  # its lazy imports
         gc.freeze()
+        _long_lived_frozen = True
 
 
 class Trainer:

@@ -42,7 +42,7 @@ def test_what_the_first_run_imports_on_first_use_is_frozen_too(monkeypatch):
     monkeypatch.setattr(trainer_module, "_long_lived_frozen", False)
     monkeypatch.setattr(gc, "freeze", lambda: events.append("freeze"))
     monkeypatch.setattr(
-        importlib, "import_module", lambda name: events.append(name) or real_import(name)
+        importlib, "import_module", lambda name, *a: events.append(name) or real_import(name, *a)
     )
     monkeypatch.setattr(
         torch.optim, "SGD", lambda *a, **k: events.append("SGD") or real_sgd(*a, **k)
