@@ -122,10 +122,17 @@ class Probe(Variant):
     """
 
     def __init__(
-        self, loop: Loop, capture_every: int, activation_every: int, budgeted: bool = False
+        self,
+        loop: Loop,
+        capture_every: int,
+        activation_every: int,
+        budgeted: bool = False,
+        graphs: bool = True,
     ) -> None:
+        """`graphs=False`: a GPU's sentinel steps op by op, not replayed (an A/B of the graphs)."""
         super().__init__(loop)
         self.capture_every, self.activation_every = capture_every, activation_every
+        self.graphs = graphs
         self.policy = CapturePolicy(capture_every, activation_every) if budgeted else None
         self.probe: GradientProbe | None = None
 
@@ -137,6 +144,8 @@ class Probe(Variant):
             activation_every=self.activation_every,
             lr=self.loop.config.lr,
         ).__enter__()
+        if not self.graphs and self.probe.sentinel_graphs is not None:
+            self.probe.sentinel_graphs.close()
         # As the Trainer does: a small model's gradients live in one flat buffer.
         params = [p for p in self.loop.model.parameters() if p.requires_grad]
         self.flat = FlatGradients(params) if FlatGradients.suits(params) else None

@@ -35,6 +35,7 @@ from engine.activation_tap import ActivationTap
 from engine.clipping import ClipStrategy
 from engine.compact_stats import CompactLayout, CompactStep, compact_found
 from engine.grad_partials import host_found, host_partials, norms_and_partials
+from engine.graphed_sentinels import GraphedSentinels
 from engine.graphed_stats import GraphedStatistics, graphable, graphed_step
 from engine.histograms import HIST_BINS, queue_histograms
 from engine.readout import (
@@ -102,6 +103,7 @@ class GradientProbe:
         )
         self._pending: tuple | None = None  # what after_backward left for end_step
         self._graphed: GraphedStatistics | None = None  # a GPU's statistics as one graph
+        self.sentinel_graphs: GraphedSentinels | None = None  # a GPU's sentinels, replayed
         self.capture = self.capture_acts = False
         self.step = 0
         # The Trainer's flat gradient buffer (engine.flat_grads), when it keeps one.
@@ -119,6 +121,7 @@ class GradientProbe:
                 )
             except Exception:  # a graph is a speed-up: without one, op by op
                 self._graphed = None
+            self.sentinel_graphs = GraphedSentinels()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -129,6 +132,8 @@ class GradientProbe:
         self.taps.close()
         self.clip.close()
         self._graphed = None  # its buffer holds a copy of every gradient
+        if self.sentinel_graphs is not None:
+            self.sentinel_graphs.close()
 
     # -- the step ----------------------------------------------------------
     def begin_step(

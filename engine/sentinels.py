@@ -71,19 +71,25 @@ def packed_sentinels(probe, loss: torch.Tensor) -> torch.Tensor | None:
     one norm over the flat buffer (engine.flat_grads, on the CPU), or over one
     concatenation of the gradients, or for the largest models one
     `_foreach_norm` whose norms are added up on the host; and one stack with the loss, read
-    by `read_packed` as the step's one device-to-host copy. None where it
+    by `read_packed` as the step's one device-to-host copy. On CUDA all of it
+    is one graph replay where the step's tensors allow (engine.graphed_sentinels). None where it
     does not apply (clipping, hooks that keep the raw gradient aside, a
     parameter without a gradient): the general path takes those.
     """
     clip, flat = probe.clip, probe.flat
     if clip.changes_gradients or not clip.raw_is_grad:
         return None
-    loss = loss.detach().reshape(())
     if flat is not None and flat.attached():
-        return torch.stack([loss, flat.norm()])
+        return torch.stack([loss.detach().reshape(()), flat.norm()])
     grads = [p.grad for p in probe.params]
     if not grads or any(g is None for g in grads):
         return None
+    graphs = probe.sentinel_graphs
+    if graphs is not None:  # a CUDA graph's replay, where the tensors are where it reads
+        replayed = graphs.packed(grads, loss)
+        if replayed is not None:
+            return replayed
+    loss = loss.detach().reshape(())
     if probe.concatenable:
         return loss_and_norm(grads, loss, probe._all_numel)
     return torch.stack([loss, *torch._foreach_norm(grads)])

@@ -1,0 +1,216 @@
+"""A GPU sentinel step replayed as a CUDA graph (engine.graphed_sentinels).
+
+Off CUDA a stand-in for the capture replays `_loss_and_total` over the
+tensors the probe hands over, so the placement rules and the probe's wiring
+run on the CPU; the graph itself is checked where a GPU exists.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+from probed_loop import probed_steps
+from torch import nn
+
+import engine.graphed_sentinels as graphed_module
+import engine.probe as probe_module
+from engine.graphed_sentinels import GraphedSentinels, _loss_and_total
+from engine.probe import GradientProbe
+from engine.sentinels import loss_and_norm
+
+NEVER = 1 << 62
+
+
+class Placed:
+    """A stand-in tensor: only where it lies."""
+
+    def __init__(self, address: int) -> None:
+        self.address = address
+
+    def data_ptr(self) -> int:
+        return self.address
+
+
+class FakeGraph:
+    """Counts replays; its output is a marker of which placement it was captured for."""
+
+    def __init__(self) -> None:
+        self.replays = 0
+
+    def replay(self) -> None:
+        self.replays += 1
+
+
+def _fake_capture(captured: list):
+    def capture(grads, loss):
+        captured.append((loss.data_ptr(), *[g.data_ptr() for g in grads]))
+        return FakeGraph(), f"out {len(captured)}"
+
+    return capture
+
+
+def test_a_placement_seen_twice_is_captured_then_replayed():
+    captured = []
+    graphs = GraphedSentinels(_fake_capture(captured))
+    grads, loss = [Placed(10), Placed(20)], Placed(1)
+    assert graphs.packed(grads, loss) is None  # first seen: op by op
+    assert graphs.packed(grads, loss) == "out 1"  # seen again: captured and replayed
+    assert graphs.packed(grads, loss) == "out 1"
+    assert captured == [(1, 10, 20)] and graphs.replays == 2
+
+
+def test_a_tensor_elsewhere_is_never_read_by_another_placement_s_graph():
+    captured = []
+    graphs = GraphedSentinels(_fake_capture(captured))
+    here, there = [Placed(10), Placed(20)], [Placed(10), Placed(30)]
+    for _ in range(2):
+        graphs.packed(here, Placed(1))
+    assert graphs.packed(there, Placed(1)) is None  # one gradient moved
+    assert graphs.packed(here, Placed(2)) is None  # the loss moved
+    assert graphs.packed(there, Placed(1)) == "out 2"  # its own graph, on its second sight
+    assert graphs.packed(here, Placed(1)) == "out 1"
+
+
+def test_at_most_max_graphs_placements_are_captured():
+    captured = []
+    graphs = GraphedSentinels(_fake_capture(captured))
+    for k in range(graphed_module.MAX_GRAPHS + 2):
+        for _ in range(2):
+            graphs.packed([Placed(100 + k)], Placed(1))
+    assert len(captured) == graphed_module.MAX_GRAPHS and graphs.active
+
+
+def test_a_loop_whose_tensors_never_settle_stops_looking():
+    graphs = GraphedSentinels(_fake_capture([]))
+    for k in range(graphed_module.GIVE_UP_AFTER + 1):
+        assert graphs.packed([Placed(1000 + k)], Placed(1)) is None
+    assert not graphs.active
+    assert graphs.packed([Placed(5)], Placed(1)) is None
+
+
+def test_a_capture_that_fails_leaves_the_step_op_by_op_for_good():
+    def broken(grads, loss):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    graphs = GraphedSentinels(broken)
+    for _ in range(3):
+        assert graphs.packed([Placed(10)], Placed(1)) is None
+    assert not graphs.active
+
+
+def test_the_graph_s_reductions_are_the_loss_then_the_total_norm():
+    torch.manual_seed(0)
+    grads = [torch.randn(30, 7), torch.randn(7), torch.randn(1, 30)]
+    loss = torch.tensor(0.75, requires_grad=True) * 1.0
+    numel = sum(g.numel() for g in grads)
+    ours = _loss_and_total(grads, loss).tolist()
+    reference = loss_and_norm(grads, loss.detach(), numel).tolist()
+    assert ours[0] == reference[0] == pytest.approx(0.75)
+    assert ours[1] == pytest.approx(reference[1], rel=1e-6)
+    grads[1][3] = math.inf
+    assert _loss_and_total(grads, loss).tolist()[1] == math.inf
+    grads[0][0, 0] = math.nan
+    assert math.isnan(_loss_and_total(grads, loss).tolist()[1])
+
+
+def _model(device: str = "cpu") -> nn.Module:
+    torch.manual_seed(3)
+    return nn.Sequential(nn.Linear(5, 16), nn.Tanh(), nn.Linear(16, 1)).to(device)
+
+
+def _sentinel_run(model, device: str, graphs=None, steps: int = 12, poison: int | None = None):
+    from probed_loop import random_batches
+
+    params = list(model.parameters())
+
+    def poisoned(step: int) -> None:
+        if step == poison:
+            params[0].grad[0, 0] = math.nan
+
+    with GradientProbe(model, capture_every=NEVER, activation_every=NEVER, lr=0.05) as probe:
+        if graphs is not None:
+            probe.sentinel_graphs = graphs
+        records = probed_steps(
+            probe, model, random_batches(steps, 5, 32, device), after_backward=poisoned
+        )
+        return records, probe.sentinel_graphs
+
+
+def test_the_probe_s_replayed_sentinels_are_its_op_by_op_ones(monkeypatch):
+    # The device path on the CPU, with a stand-in graph that computes at replay
+    # what the graph computes over the step's tensors. The CPU's allocator
+    # seldom puts a tensor back where it was: here every step's tensors are
+    # said to be where the last step's were, so every step from the second replays.
+    monkeypatch.setattr(probe_module, "EAGER_DEVICES", set())
+    step_tensors = {}
+
+    class Remembering(GraphedSentinels):
+        def packed(self, grads, loss):
+            step_tensors["now"] = (grads, loss)
+            return super().packed([Placed(k) for k in range(len(grads))], Placed(-1))
+
+    graphs = Remembering(lambda grads, loss: _replayed(step_tensors))
+    twin = copy.deepcopy(_model())
+    plain, _ = _sentinel_run(_model(), "cpu", poison=7)
+    replayed, kept = _sentinel_run(twin, "cpu", graphs, poison=7)
+    assert kept.replays == len(replayed) - 2  # all but step 0 (the probe's) and the first sight
+    assert math.isnan(replayed[7].grad_norm)
+    for a, b in zip(plain, replayed, strict=True):
+        _assert_same(a, b)
+
+
+def _assert_same(a, b) -> None:
+    # NaN is data: the poisoned step's norm, and every loss after it.
+    for x, y, rel in ((a.loss, b.loss, 1e-6), (a.grad_norm, b.grad_norm, 1e-5)):
+        assert (math.isnan(x) and math.isnan(y)) or y == pytest.approx(x, rel=rel)
+
+
+class _Output:
+    """A replay's output vector, filled when the stand-in graph replays."""
+
+    def __init__(self) -> None:
+        self.values = None
+
+    def tolist(self) -> list:
+        return self.values.tolist()
+
+    def numel(self) -> int:
+        return 2
+
+
+def _replayed(step_tensors):
+    out = _Output()
+
+    class Graph:
+        def replay(self) -> None:
+            out.values = _loss_and_total(*step_tensors["now"])
+
+    return Graph(), out
+
+
+def test_closing_the_probe_drops_its_sentinel_graphs(monkeypatch):
+    monkeypatch.setattr(probe_module, "graphable", lambda params: True)
+    monkeypatch.setattr(probe_module, "GraphedStatistics", lambda *a: None)
+    probe = GradientProbe(_model()).__enter__()
+    graphs = probe.sentinel_graphs
+    assert graphs is not None and graphs.active
+    probe.close()
+    assert not graphs.active
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_on_cuda_replayed_sentinels_match_op_by_op():
+    model = _model("cuda")
+    twin = copy.deepcopy(model)
+    plain, _ = _sentinel_run(model, "cuda", graphs=None, steps=40, poison=30)
+    disabled = GraphedSentinels()
+    disabled.close()
+    op_by_op, _ = _sentinel_run(copy.deepcopy(twin), "cuda", graphs=disabled, steps=40, poison=30)
+    replayed, kept = _sentinel_run(twin, "cuda", steps=40, poison=30)
+    assert kept is not None and kept.replays > 0
+    for a, b in zip(op_by_op, replayed, strict=True):
+        _assert_same(a, b)
+    assert len(plain) == len(replayed)
