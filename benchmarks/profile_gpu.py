@@ -10,7 +10,10 @@ ways of taking the sentinels (the loss and the total gradient norm, read in
 one copy) against the bare step, in interleaved blocks. Skipped where torch
 sees no CUDA device.
 
-Run alone: `python -m benchmarks.profile_gpu [--phases] [--operators]`.
+`--engine` cProfiles the Engine variant (Trainer.step and History.append)
+against the bare loop drawing the same batches.
+
+Run alone: `python -m benchmarks.profile_gpu [--phases] [--operators] [--engine]`.
 """
 
 from __future__ import annotations
@@ -108,6 +111,38 @@ def top_operators(model: str, steps: int = 30, rows: int = 12) -> str:
             for i in range(steps):
                 _probed(loop, probe, flat, 10 + i, "sentinels")
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
+
+
+def engine_profile(model: str, steps: int = 1000, rows: int = 18, device: str = "cuda") -> str:
+    """cProfile's busiest functions over `steps` of the Engine variant (Trainer.step and
+    History.append, what `gradtui run` does a step) and of the bare loop drawing the same
+    batches, after a settle: where the Trainer's step spends host time past the bare one's."""
+    import cProfile
+    import io
+    import pstats
+
+    from benchmarks.bench_probe import SETTLE_SECONDS
+    from benchmarks.loops import Engine, EngineBare
+
+    config = PLANS[model][0].replace(device=device)
+    out = io.StringIO()
+    for name, variant in (("engine", Engine(config)), ("bare", EngineBare(config))):
+        variant.settle(SETTLE_SECONDS)
+        variant.start()
+        try:
+            profiler = cProfile.Profile()
+            start = time.perf_counter()
+            profiler.enable()
+            for _ in range(steps):
+                variant.step()
+            profiler.disable()
+            elapsed = time.perf_counter() - start
+        finally:
+            variant.stop()
+        out.write(f"\n{name}: {1e6 * elapsed / steps:.0f} us a step under cProfile\n")
+        stats = pstats.Stats(profiler, stream=out).sort_stats("tottime")
+        stats.print_stats(rows)
+    return out.getvalue()
 
 
 def _strategy_runner(loop: Loop, name: str, steps: int):
@@ -278,6 +313,12 @@ def main() -> None:
             print(f"  {'variant':<12}" + "".join(f"{p:>18}" for p in PHASES))
             for name, values in phases(model).items():
                 print(f"  {name:<12}" + "".join(f"{v:>18.1f}" for v in values))
+    if "--engine" in sys.argv:
+        for model in ("block", "large MLP"):
+            print(
+                f"\n{model}: the Engine's step (Trainer + History) and the bare loop's, cProfiled"
+            )
+            print(engine_profile(model))
     if "--operators" in sys.argv:
         for model in ("block", "large MLP"):
             print(f"\n{model}: sentinel steps, busiest host-side operators")
