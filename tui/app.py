@@ -95,6 +95,11 @@ class GradTUI(FrameLoop, LabActions, App):
     # -- layout ----------------------------------------------------------------
     def compose(self) -> ComposeResult:
         """Side panel, then status, controls and the switchable views; the footer."""
+        # The screen's size classes before any widget mounts: a class set on the
+        # screen restyles every widget on it, and set at mount it cost a second
+        # styling of the whole dashboard before the first frame (1.76 -> 1.45 s
+        # to the first frame on 2 cores, alternating six rounds).
+        self._screen_classes(self.size.width, self.size.height)
         yield Sidebar(self.session.config, self.form_preset, id="sidebar")
         with Vertical(id="main"):
             yield StatusBar(id="status")
@@ -146,13 +151,16 @@ class GradTUI(FrameLoop, LabActions, App):
         """Show or hide the side panel and the too-small message for the new size."""
         self._apply_size(event.size.width, event.size.height)
 
-    def _apply_size(self, width: int, height: int) -> None:
+    def _screen_classes(self, width: int, height: int) -> None:
         screen = self.screen
         screen.set_class(width < MIN_SIZE[0] or height < MIN_SIZE[1], "-too-small")
         show = self._sidebar_choice
         if show is None:
             show = width >= SIDEBAR_MIN_WIDTH
         screen.set_class(show, "-sidebar")
+
+    def _apply_size(self, width: int, height: int) -> None:
+        self._screen_classes(width, height)
         sidebar = self.query_one(Sidebar)
         sidebar.styles.width = (
             42 if width >= 180 else 38 if width >= 140 else 36 if width >= 100 else 32
