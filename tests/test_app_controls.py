@@ -7,7 +7,7 @@ import asyncio
 from engine.presets import PRESETS
 from engine.session import PAUSED, RUNNING
 from tui.app import GradTUI
-from tui.testing import press_step, screen_text, wait_for_frame, wait_until
+from tui.testing import mounted_form, press_step, screen_text, wait_for_frame, wait_until
 
 
 def _app(name: str = "sigmoid-normal") -> GradTUI:
@@ -80,7 +80,7 @@ def test_choosing_another_preset_and_r_resets_the_counter_and_the_plots():
             presets.focus()
             presets.highlighted = list(PRESETS).index("exploding")
             await pilot.press("enter")
-            form = app.query_one("#form")
+            form = await mounted_form(pilot, app)
             assert await wait_until(pilot, lambda: form.config == PRESETS["exploding"].config)
             assert app.session is old  # choosing only loads the form
             assert "r resets with: exploding" in screen_text(app)
@@ -107,7 +107,7 @@ def test_an_invalid_lr_is_marked_on_its_field_and_does_not_reset():
         async with app.run_test(size=(120, 40)) as pilot:
             await press_step(pilot, app)
             session = app.session
-            form = app.query_one("#form")
+            form = await mounted_form(pilot, app)
             lr = form.field("lr")
             lr.focus()
             lr.value = ""

@@ -13,7 +13,7 @@ from engine.presets import DEFAULT_PRESET, PRESETS
 from tui.app import GradTUI
 from tui.layers import expected_layers
 from tui.plotting import short_name
-from tui.testing import press_step, screen_text, wait_for_frame
+from tui.testing import mounted_form, press_step, screen_text, wait_for_frame
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
@@ -104,6 +104,6 @@ def test_cli_style_construction_with_fps():
             assert app.session.config == config
             # A config edited from its preset says which field differs.
             assert "relu-kaiming + lr=0.05" in screen_text(app)
-            assert app.query_one("#form").field("lr").value == "0.05"
+            assert (await mounted_form(pilot, app)).field("lr").value == "0.05"
 
     asyncio.run(scenario())

@@ -11,8 +11,7 @@ from textual.widgets import Select
 from engine.presets import PRESETS
 from engine.session import RUNNING
 from tui.app import GradTUI
-from tui.testing import screen_text, wait_for_frame, wait_until
-from tui.widgets.config_form import ConfigForm
+from tui.testing import mounted_form, screen_text, wait_for_frame, wait_until
 
 
 def test_resizing_during_a_run_keeps_it_running():
@@ -42,7 +41,7 @@ def test_cuda_without_a_gpu_is_marked_on_the_device_field_and_does_not_reset():
         async with app.run_test(size=(160, 48)) as pilot:
             await wait_for_frame(pilot, app)
             session = app.session
-            form = app.query_one(ConfigForm)
+            form = await mounted_form(pilot, app)
             device = form.field("device")
             assert isinstance(device, Select)
             device.value = "cuda"

@@ -16,8 +16,7 @@ from engine.config_io import load_config
 from engine.export import record_to_json
 from engine.presets import PRESETS
 from tui.app import GradTUI
-from tui.testing import press_step, screen_text, wait_until
-from tui.widgets.config_form import ConfigForm
+from tui.testing import mounted_form, press_step, screen_text, wait_until
 from tui.widgets.path_dialog import PathDialog
 
 
@@ -47,7 +46,7 @@ def test_save_then_load_round_trips_through_the_form(tmp_path):
             target = tmp_path / "mine.toml"
             dialog = await _dialog(pilot, app, "s", target)
             assert app.screen is not dialog and target.is_file()
-            form = app.query_one(ConfigForm)
+            form = await mounted_form(pilot, app)
             assert load_config(target) == form.config
             form.field("lr").value = "0.5"  # an edit, not applied: the run is untouched
             await pilot.pause()
@@ -64,7 +63,7 @@ def test_bad_paths_and_files_give_one_line_naming_the_field(tmp_path):
     async def scenario():
         app = _app()
         async with app.run_test(size=(120, 40)) as pilot:
-            form = app.query_one(ConfigForm)
+            form = await mounted_form(pilot, app)
             before = form.config
             dialog = await _dialog(pilot, app, "s", tmp_path / "missing" / "x.toml")
             assert app.screen is dialog  # still open, the path as typed
@@ -155,7 +154,7 @@ def test_an_invalid_form_is_not_saved():
     async def scenario():
         app = _app()
         async with app.run_test(size=(120, 40)) as pilot:
-            app.query_one(ConfigForm).field("lr").value = "fast"
+            (await mounted_form(pilot, app)).field("lr").value = "fast"
             await pilot.pause()
             await pilot.press("escape", "s")
             await pilot.pause()
@@ -169,10 +168,18 @@ def test_every_binding_shows_in_the_footer(size):
     async def scenario():
         app = _app()
         async with app.run_test(size=size) as pilot:
-            await pilot.pause()
-            text = screen_text(app)
-            for binding in GradTUI.BINDINGS:
-                key = app.get_key_display(binding)
-                assert f"{key} {binding.description}" in text, (size, binding.description)
+
+            def missing() -> list[str]:
+                text = screen_text(app)
+                return [
+                    b.description
+                    for b in GradTUI.BINDINGS
+                    if f"{app.get_key_display(b)} {b.description}" not in text
+                ]
+
+            # The footer recomposes once the config form mounts (after the first frame).
+            await mounted_form(pilot, app)
+            await wait_until(pilot, lambda: not missing())
+            assert not missing(), size
 
     asyncio.run(scenario())

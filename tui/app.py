@@ -32,7 +32,6 @@ from tui.lab_actions import LabActions
 from tui.messages import FormChanged, PresetChosen
 from tui.record_spool import RecordHooks, RecordSpool
 from tui.runs import FirstRecord, run_label, shifted_speed, warm_torch
-from tui.widgets.config_form import ConfigForm
 from tui.widgets.control_bar import ControlBar
 from tui.widgets.diagnosis_panel import VerdictLine
 from tui.widgets.flow_bars import FlowBars
@@ -186,7 +185,7 @@ class GradTUI(FrameLoop, LabActions, App):
 
     def action_reset(self) -> None:
         """r: a fresh session with the form's config, unless the form is invalid."""
-        form = self.query_one(ConfigForm)
+        form = self.query_one(Sidebar).form
         config = form.validate()
         if config is None:
             reasons = "; ".join(f"{k}: {v}" for k, v in form.errors.items())
@@ -311,7 +310,7 @@ class GradTUI(FrameLoop, LabActions, App):
         """Load the preset into the form and explain it; r applies it."""
         preset = PRESETS[message.name]
         self.form_preset = preset.name
-        self.query_one(ConfigForm).load(preset.config)
+        self.query_one(Sidebar).form.load(preset.config)
         self.query_one(Sidebar).explain(preset.name)
         self._update_form_notice()
 

@@ -24,7 +24,6 @@ from engine.session import RUNNING
 from tui.compare import CompareBackScreen, CompareScreen
 from tui.record_spool import RecordSpool
 from tui.runs import run_label
-from tui.widgets.config_form import ConfigForm
 from tui.widgets.path_dialog import PathDialog
 from tui.widgets.preset_picker import PresetPicker
 from tui.widgets.sidebar import Sidebar
@@ -70,7 +69,7 @@ class LabActions:
 
     # -- compare -------------------------------------------------------------------
     def _form_config(self, what: str) -> RunConfig | None:
-        form = self.query_one(ConfigForm)
+        form = self.query_one(Sidebar).form
         config = form.validate()
         if config is None:
             reasons = "; ".join(f"{k}: {v}" for k, v in form.errors.items())
@@ -138,7 +137,7 @@ class LabActions:
 
     def action_load_config(self) -> None:
         """l: load a TOML config into the form (r then starts it)."""
-        form = self.query_one(ConfigForm)
+        form = self.query_one(Sidebar).form
 
         def submit(path: str) -> str | None:
             try:

@@ -32,6 +32,15 @@ async def wait_for_frame(pilot: Pilot, app) -> None:
     await pilot.pause()
 
 
+async def mounted_form(pilot: Pilot, app):
+    """The side panel's config form, once mounted: it mounts after the first frame."""
+    from tui.widgets.sidebar import Sidebar
+
+    form = app.query_one(Sidebar).form
+    assert await wait_until(pilot, lambda: form.is_mounted), "the config form never mounted"
+    return form
+
+
 async def press_step(pilot: Pilot, app, count: int = 1, timeout: float = 60.0) -> None:
     """Press n `count` times, each time waiting for its step to arrive and be drawn."""
     for _ in range(count):

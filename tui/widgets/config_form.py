@@ -114,6 +114,10 @@ class ConfigForm(Vertical):
 
     def load(self, config: RunConfig) -> None:
         """Show `config` in every field (a preset was chosen)."""
+        if not self._widgets:  # not composed yet (mounted lazily): composed with it
+            self._initial = self.config = config
+            self.errors = {}
+            return
         for name, widget in self._widgets.items():
             value = getattr(config, name)
             if isinstance(widget, Input):
@@ -124,6 +128,8 @@ class ConfigForm(Vertical):
 
     def validate(self) -> RunConfig | None:
         """Check every field and the whole; mark the bad ones; tell the app."""
+        if not self._widgets:  # not composed yet (mounted lazily): the config it will show
+            return self.config
         values: dict[str, Any] = {}
         errors: dict[str, str] = {}
         for name, widget in self._widgets.items():
@@ -139,15 +145,17 @@ class ConfigForm(Vertical):
             except ConfigError as error:
                 name = error.field if error.field in self._widgets else next(iter(self._widgets))
                 errors[name] = error.reason
+        if errors:
+            config = None
+        changed = (config, errors) != (self.config, self.errors)
+        self.config, self.errors = config, errors
+        if not self.is_mounted:  # composed, its fields not yet mounted: nothing to mark
+            return config
         for name in self._widgets:
             box = self.query_one(f"#box-{name}")
             box.set_class(name in errors, "-invalid")
             if name in errors:
                 self.query_one(f"#error-{name}", Static).update(f"↳ {errors[name]}")
-        if errors:
-            config = None
-        changed = (config, errors) != (self.config, self.errors)
-        self.config, self.errors = config, errors
         if changed:
             self.post_message(FormChanged(config, dict(errors)))
         return config
