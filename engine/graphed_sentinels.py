@@ -22,9 +22,9 @@ it runs none), so a capture step makes no more device syncs than any other.
 
 from __future__ import annotations
 
-import gc
-
 import torch
+
+from engine.collector import collector_paused
 
 MAX_GRAPHS = 4  # placements kept (each graph's memory is a few small vectors)
 GIVE_UP_AFTER = 64  # sentinel steps with no replay before the graphs are dropped
@@ -103,18 +103,12 @@ def capture_graph(grads: list[torch.Tensor], loss: torch.Tensor) -> tuple:
     side = torch.cuda.Stream(device=device)
     side.wait_stream(current)
     graph = torch.cuda.CUDAGraph()
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        with torch.cuda.stream(side):
-            _loss_and_total(grads, loss)  # warm-up off the capture, as torch.cuda.graphs asks
-            graph.capture_begin(capture_error_mode="thread_local")
-            try:
-                out = _loss_and_total(grads, loss)
-            finally:
-                graph.capture_end()
-    finally:
-        if collecting:
-            gc.enable()
+    with collector_paused(), torch.cuda.stream(side):
+        _loss_and_total(grads, loss)  # warm-up off the capture, as torch.cuda.graphs asks
+        graph.capture_begin(capture_error_mode="thread_local")
+        try:
+            out = _loss_and_total(grads, loss)
+        finally:
+            graph.capture_end()
     current.wait_stream(side)
     return graph, out

@@ -310,8 +310,9 @@ class GradTUI(FrameLoop, LabActions, App):
         """Load the preset into the form and explain it; r applies it."""
         preset = PRESETS[message.name]
         self.form_preset = preset.name
-        self.query_one(Sidebar).form.load(preset.config)
-        self.query_one(Sidebar).explain(preset.name)
+        sidebar = self.query_one(Sidebar)
+        sidebar.form.load(preset.config)
+        sidebar.explain(preset.name)
         self._update_form_notice()
 
     def on_form_changed(self, message: FormChanged) -> None:
