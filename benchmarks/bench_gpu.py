@@ -136,11 +136,12 @@ def overhead(quick: bool, budget: Budget | None = None) -> list[Result]:
             budgeted.settle(SETTLE_SECONDS)
         runners = {
             "sentinels only": block_runner(Probe(loop, NEVER, NEVER), steps),
-            # The same steps without engine.graphed_sentinels' replays, side by side.
+            # The same steps without engine.placement_graphs' replays, side by side.
             "sentinels only, op by op": block_runner(
                 Probe(loop, NEVER, NEVER, graphs=False), steps
             ),
             "stats every step": block_runner(Probe(loop, 1, NEVER), steps),
+            "stats every step, op by op": block_runner(Probe(loop, 1, NEVER, graphs=False), steps),
             "default policy": block_runner(policy, steps),
         }
         results += _ratios(model, bare, runners, rounds, steps, schedule.next())

@@ -129,7 +129,7 @@ class Probe(Variant):
         budgeted: bool = False,
         graphs: bool = True,
     ) -> None:
-        """`graphs=False`: a GPU's sentinel steps op by op, not replayed (an A/B of the graphs)."""
+        """`graphs=False`: a GPU's steps op by op, not replayed (an A/B of the graphs)."""
         super().__init__(loop)
         self.capture_every, self.activation_every = capture_every, activation_every
         self.graphs = graphs
@@ -144,8 +144,10 @@ class Probe(Variant):
             activation_every=self.activation_every,
             lr=self.loop.config.lr,
         ).__enter__()
-        if not self.graphs and self.probe.sentinel_graphs is not None:
-            self.probe.sentinel_graphs.close()
+        if not self.graphs:  # the same reductions, issued op by op
+            for graphs in (self.probe.sentinel_graphs, self.probe._graphed):
+                if graphs is not None:
+                    graphs.close()
         # As the Trainer does: a small model's gradients live in one flat buffer.
         params = [p for p in self.loop.model.parameters() if p.requires_grad]
         self.flat = FlatGradients(params) if FlatGradients.suits(params) else None

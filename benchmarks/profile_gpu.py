@@ -257,13 +257,14 @@ def _stats_runner(loop: Loop, steps: int, graphed: bool):
 
 
 def _engine_graph_runner(loop: Loop, steps: int):
-    """A block of statistics steps through engine.graphed_stats, the loss in the graph's vector."""
+    """A block of statistics steps through engine.graphed_stats: replayed where the tensors allow."""
     from benchmarks.common import now
     from engine.graphed_stats import GraphedStatistics
 
     params = [p for p in loop.model.parameters() if p.requires_grad]
     layers = [i for i, p in enumerate(params) if p.dim() >= 2]
-    graphed = GraphedStatistics(params, layers, [params[i] for i in layers])
+    names = [str(i) for i in layers]
+    graphed = GraphedStatistics(params, layers, [params[i] for i in layers], names)
 
     def run() -> float:
         start = now()

@@ -1,31 +1,41 @@
-"""A GPU statistics step's reductions, captured once as a CUDA graph and replayed.
+"""A GPU statistics step's reductions as one vector, replayed as a CUDA graph, kept compact.
 
 On a GPU whose steps are host-bound every torch call costs host time, and a
-statistics step issues about fifteen of them (every gradient's norm, each
-layer's mean, std and abs max, each weight's norm). Replayed as one graph
-they cost one launch, plus one copy of the gradients into the buffer the
-graph reads (autograd's gradients move from step to step; the weights stay
-where they are). On the H100 of the benchmarks: statistics every step cost
-1.24-1.27x a bare step op by op, 1.03-1.07x as a graph (benchmarks/RESULTS.md).
-The loss is copied in beside the gradients and comes out first in the
-graph's vector, so the step's read needs no launch of its own to join them.
+statistics step issues about fifteen (every gradient's norm, each layer's
+mean, std and abs max, each weight's norm). Replayed as a graph they cost
+one call, on every step whose gradients and loss lie where a graph reads
+them (engine.placement_graphs); other steps compute the same vector op by
+op. The loss comes first in the vector, so the step's one read takes it too.
+
+The host's share of the step is the rest: turning the read vector into
+per-layer rows, objects and a History row took ~130 us of Python a step
+(measured on the CPU's emulation of this path), as much as the launches the
+graph saves. So a finite step's record keeps the vector as read, and its
+layers are a CompactLayers (engine.compact_stats) that builds each layer's
+LayerStats when first read, and gives History its row without objects. A
+step with NaN or infinity anywhere goes the long way, which counts the
+non-finite elements of each broken layer (one more read, on that step only).
 
 The values are the device path's own (engine.stats.queue_device_moments),
-computed by the same torch reductions, read in the step's one copy.
+computed by the same torch reductions.
 """
 
 from __future__ import annotations
 
-import gc
 import math
 
 import torch
 
-from engine.readout import ReadQueue, counts_where_broken
+from engine.compact_stats import CompactLayers, CompactLayout
+from engine.placement_graphs import PlacementGraphs
+from engine.readout import counts_where_broken
+from engine.recording import l2_total, make_record, new_step_record, safe_ratio
+from engine.records import StepRecord
 
-# The graph reads a copy of every gradient: up to this many elements (256 MB
-# in float32); larger models keep their memory and go op by op.
+# Models up to this many trainable elements are graphed: the reductions'
+# temporaries live in each graph's private memory pool.
 GRAPH_UP_TO = 1 << 26
+_DATA_PTR = torch.Tensor.data_ptr
 
 
 def graphable(params: list[torch.Tensor]) -> bool:
@@ -41,159 +51,185 @@ def graphable(params: list[torch.Tensor]) -> bool:
 
 
 class GraphedStatistics:
-    """Every gradient's norm, each layer's (mean, std, abs max), each weight's norm: one replay.
+    """[loss, every gradient's norm, each layer's (mean, std, abs max), each weight's norm].
 
     `params` are all trainable parameters, `layer_index` the layers' places
-    among them, `weights` the layers' parameters. Off CUDA (the tests) the
-    reductions run directly on the buffer, so everything but the capture
-    itself is exercised on the CPU.
+    among them, `weights` the layers' parameters (read where they are: the
+    optimizer updates them in place; `valid` says whether one was replaced),
+    `names` the layers' names. `capture` stands in for the CUDA capture in
+    tests; off CUDA without one the vector is computed op by op, so all but
+    the capture runs on the CPU.
     """
 
-    def __init__(self, params: list, layer_index: list[int], weights: list) -> None:
+    def __init__(
+        self, params: list, layer_index: list[int], weights: list, names: list[str], capture=None
+    ) -> None:
         first = params[0]
-        sizes = [p.numel() for p in params]
         self.layer_index = layer_index
+        numel = [params[i].numel() for i in layer_index]
+        self.layout = GraphedLayout(names, layer_index, numel, len(params))
         self.n_params, self.n_layers = len(params), len(layer_index)
         self.weights = weights
-        self._weight_places = [w.data_ptr() for w in weights]
-        # Detached, and captured without grad: an operator on a parameter that
-        # requires grad has autograd create its gradient accumulator, here on
-        # the capture's side stream, and every backward after warned of a
-        # stream mismatch (on the H100: a UserWarning above gradtui's errors).
-        weights = [w.detach() for w in weights]
-        total = sum(sizes)
-        # The gradients, then one slot for the loss.
-        self.buffer = torch.zeros(total + 1, device=first.device, dtype=first.dtype)
-        gradients = self.buffer.narrow(0, 0, total).split(sizes)
-        views = [v.view_as(p) for v, p in zip(gradients, params, strict=True)]
-        slot = self.buffer.select(0, total)
-        self._views, self._slot = views, slot
-        # No reference back to self: a cycle would leave an old probe's graph
+        self._weight_places = tuple(map(_DATA_PTR, weights))
+        # Detached: an operator on a parameter that requires grad has autograd
+        # create its gradient accumulator, here on the capture's side stream,
+        # and every backward after warned of a stream mismatch (on the H100: a
+        # UserWarning above gradtui's errors).
+        detached = [w.detach() for w in weights]
+        self.dtype, self.device = first.dtype, first.device
+        # Where the loss does not fit the vector (see `takes`), a fixed zero
+        # stands in for it and end_step reads the loss beside the vector.
+        self._no_loss = torch.zeros((), device=first.device, dtype=first.dtype)
+
+        # No reference back to self: a cycle would leave an old probe's graphs
         # to the cyclic collector, which may run while a new one is being
         # captured, and CUDA refuses to free a graph then (a warning on stderr).
-        self._reductions = lambda: _reductions(
-            slot, views, [views[i] for i in layer_index], weights
-        )
-        self.graph = None
-        self.out: torch.Tensor | None = None
-        if first.device.type == "cuda":
-            self._capture(first.device)
+        def compute(grads: list, loss: torch.Tensor) -> torch.Tensor:
+            return _reductions(loss, grads, [grads[i] for i in layer_index], detached)
 
-    @torch.no_grad()
-    def _capture(self, device: torch.device) -> None:
-        # Warm-up on a side stream first, as torch.cuda.graphs asks; the
-        # capture synchronizes, once, before the run's first step.
-        side = torch.cuda.Stream(device=device)
-        side.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(side):
-            for _ in range(3):
-                self._reductions()
-        torch.cuda.current_stream(device).wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        # thread_local: a session training in another thread (compare mode) is
-        # not refused its own CUDA calls meanwhile; should it break the
-        # capture, this probe goes op by op (GradientProbe.__enter__).
-        collecting = gc.isenabled()
-        gc.disable()  # nor may an unrelated cycle's graph be freed mid-capture
-        try:
-            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-                self.out = self._reductions()
-        finally:
-            if collecting:
-                gc.enable()
-        self.graph = graph
+        self.compute = compute
+        on_cuda = first.device.type == "cuda"
+        self.graphs = PlacementGraphs(compute, capture) if on_cuda or capture else None
 
     def valid(self) -> bool:
-        """Whether the weights are still where the graph reads them (none was replaced)."""
-        return all(
-            w.data_ptr() == p for w, p in zip(self.weights, self._weight_places, strict=True)
-        )
+        """Whether the weights are still where the graphs read them (none was replaced)."""
+        return tuple(map(_DATA_PTR, self.weights)) == self._weight_places
 
     def takes(self, loss: torch.Tensor | None) -> bool:
-        """Whether `loss` fits the buffer's slot: one number, of its device and dtype."""
-        slot = self._slot
+        """Whether `loss` fits the vector's first slot: one number, of its device and dtype."""
         return (
             loss is not None
             and loss.numel() == 1
-            and loss.dtype == slot.dtype
-            and loss.device == slot.device
+            and loss.dtype == self.dtype
+            and loss.device == self.device
         )
 
     def measure(self, grads: list[torch.Tensor], loss: torch.Tensor | None = None) -> torch.Tensor:
-        """[the loss's slot, then the reductions over these gradients] as one device vector.
+        """The step's vector over `grads` (one per parameter), by replay where one applies.
 
-        `grads` has one gradient per parameter; `loss`, where `takes` allows,
-        is copied into the slot in the same call (else the slot is stale).
+        `loss`, where `takes` allows, comes first in it; otherwise a zero does.
         """
-        if loss is not None:
-            _copy_all([*self._views, self._slot], [*grads, loss.detach().reshape(())])
-        else:
-            _copy_all(self._views, grads)
-        if self.graph is None:
-            return self._reductions()
-        self.graph.replay()
-        return self.out
+        head = loss if loss is not None else self._no_loss
+        graphs = self.graphs
+        if graphs is not None:
+            replayed = graphs.replayed(grads, head)
+            if replayed is not None:
+                return replayed
+        with torch.no_grad():  # gradients of a create_graph backward require grad
+            return self.compute(grads, head)
 
-    def consumer(self, found: dict, layer_grads: list[torch.Tensor], with_loss: bool = False):
-        """What turns the read vector into found's raw_norms, raw rows and weight norms.
-
-        `with_loss`: the slot held this step's loss (found's loss too).
-        """
-        n, m = self.n_params, self.n_layers
-        if with_loss:
-            found["loss"] = []  # read with the rest: end_step queues no read of its own
-
-        def finish(rows: list[list[float]]) -> None:
-            head, v = rows[0][:1], rows[0][1:]
-            if with_loss:
-                found["loss"] = head
-            norms = v[:n]
-            cells = [v[n + 3 * j : n + 3 * j + 3] for j in range(m)]
-            bad = counts_where_broken(layer_grads, [norms[i] for i in self.layer_index])
-            found["raw_norms"] = norms
-            found["raw"] = [
-                (c[0], c[1], c[2], b, None, None) for c, b in zip(cells, bad, strict=True)
-            ]
-            found["weights"] = [(None, None, norm) for norm in v[n + 3 * m :]]
-
-        return finish
+    def close(self) -> None:
+        """Drop the graphs (their memory goes back)."""
+        if self.graphs is not None:
+            self.graphs.close()
 
 
-def graphed_step(probe, raw_all: list, raw: list, present: tuple, loss=None):
-    """(read queue, found) of a statistics step through `probe`'s graph, or None.
+class GraphedLayout(CompactLayout):
+    """Where each layer's numbers lie in a GraphedStatistics vector, for CompactLayers.
 
-    The step's `loss`, where given and it fits, is read in the same vector.
+    The vector: the loss, every gradient's norm (`gradients` of them), each
+    layer's (mean, std, abs max), each layer's weight norm.
+    """
 
-    None where the graph does not apply (a gradient missing) or no longer
-    does (a weight was replaced: the probe goes op by op from then on).
+    __slots__ = ()
+
+    def _stats(self, values: list[float], j: int, lr: float | None) -> tuple:
+        # Layer j's LAYER_STATS, as make_record gives them for this step.
+        n, m = self.gradients, len(self.names)
+        norm = values[1 + self.index[j]]
+        at = 1 + n + 3 * j
+        mean, std, abs_max = values[at], values[at + 1], values[at + 2]
+        ratio = None if lr is None else safe_ratio(lr * norm, values[1 + n + 3 * m + j])
+        # Nothing clips on this path: the raw gradient is the applied one. The
+        # weights' moments and the activations come only with activation steps.
+        grad = (mean, std, norm, abs_max)
+        return (*grad, *grad, 0.0, None, None, None, None, None, ratio, None)
+
+    def total_norm(self, values: list[float]) -> float:
+        """The L2 norm of every gradient together."""
+        return l2_total(values[1 : 1 + self.gradients])
+
+
+class GraphedStep:
+    """What a graphed statistics step left for end_step: its device vector, unread."""
+
+    __slots__ = ("vector", "with_loss", "grads", "layout")
+
+    def __init__(
+        self, vector: torch.Tensor, with_loss: bool, grads: list, layout: GraphedLayout
+    ) -> None:
+        self.vector = vector
+        self.with_loss = with_loss  # the vector's first slot is the loss
+        self.grads = grads  # every parameter's gradient: counted where one broke
+        self.layout = layout  # where each layer's numbers lie in the vector
+
+    def record(
+        self, probe, loss: torch.Tensor, epoch: int, extra: torch.Tensor | None = None
+    ) -> StepRecord:
+        """`probe`'s record of this step, from one read of the vector (and loss, and extra)."""
+        vector = self.vector
+        parts = [vector]
+        if not self.with_loss:
+            parts.append(loss.detach().reshape(1))
+        if extra is not None:
+            parts.append(extra.detach().reshape(-1))
+        values = vector.tolist() if len(parts) == 1 else torch.cat(parts).tolist()
+        n = vector.numel()
+        v, tail = values[:n], values[n:]
+        loss_value = v[0] if self.with_loss else tail.pop(0)
+        timesteps = tuple(tail) if extra is not None else None
+        layout = self.layout
+        # One C-level sum: NaN or inf anywhere (or a sum that overflows) shows in it.
+        if not math.isfinite(sum(v)):
+            return make_record(probe, self._found(probe, v, loss_value, timesteps), epoch)
+        total = layout.total_norm(v)
+        return new_step_record(
+            probe.step, epoch, loss_value, total, total, 0.0,
+            CompactLayers(layout, v, probe.lr), None, timesteps, True, False,
+        )  # fmt: skip
+
+    def _found(self, probe, v: list[float], loss: float, timesteps) -> dict:
+        # The long way, for a step that broke: rows with each layer's count of
+        # NaN and inf elements (one more read), as the op-by-op path has them.
+        n, m = self.layout.gradients, len(self.layout.names)
+        norms = v[1 : 1 + n]
+        layer_grads = [self.grads[i] for i in probe._layer_index]
+        bad = counts_where_broken(layer_grads, [norms[i] for i in probe._layer_index])
+        cells = [v[1 + n + 3 * j : 4 + n + 3 * j] for j in range(m)]
+        found = {
+            "present": probe._all_present,
+            "loss": [loss],
+            "raw_norms": norms,
+            "raw": [(c[0], c[1], c[2], b, None, None) for c, b in zip(cells, bad, strict=True)],
+            "weights": [(None, None, norm) for norm in v[1 + n + 3 * m :]],
+        }
+        if timesteps is not None:
+            found["extra"] = [list(timesteps)]
+        return found
+
+
+def graphed_step(probe, raw: list, present: tuple, loss=None) -> GraphedStep | None:
+    """A statistics step through `probe`'s graphs, its vector unread; or None.
+
+    None where they do not apply (a gradient missing) or no longer do (a
+    weight was replaced: the probe goes op by op from then on).
     """
     graphed = probe._graphed
     if present is not probe._all_present:
         return None
     if not graphed.valid():
         probe._graphed = None
+        graphed.close()
         return None
     with_loss = graphed.takes(loss)
-    q, found = ReadQueue(), {"present": present}
-    measured = graphed.measure(raw, loss if with_loss else None)
-    q.add_vectors([measured], graphed.consumer(found, probe._layer_grads(raw_all), with_loss))
-    return q, found
-
-
-def _copy_all(targets: list[torch.Tensor], sources: list[torch.Tensor]) -> None:
-    # One multi-tensor launch on a GPU (a concatenation would need a reshaped
-    # view of every gradient first, one Python call each).
-    if hasattr(torch, "_foreach_copy_"):
-        torch._foreach_copy_(targets, sources)
-    else:  # torch before 2.1
-        for target, source in zip(targets, sources, strict=True):
-            target.copy_(source)
+    vector = graphed.measure(raw, loss if with_loss else None)
+    return GraphedStep(vector, with_loss, raw, graphed.layout)
 
 
 def _reductions(head: torch.Tensor, grads: list, layer_grads: list, weights: list) -> torch.Tensor:
     # The loss's slot, then the device path's reductions
     # (engine.stats.queue_device_moments), stacked.
-    parts = [head]
+    parts = [head.detach().reshape(())]
     parts += torch._foreach_norm(grads)
     absmax = torch._foreach_norm(layer_grads, math.inf)
     for j, g in enumerate(layer_grads):

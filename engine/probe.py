@@ -36,7 +36,7 @@ from engine.clipping import ClipStrategy
 from engine.compact_stats import CompactLayout, CompactStep, compact_found
 from engine.grad_partials import host_found, host_partials, norms_and_partials
 from engine.graphed_sentinels import GraphedSentinels
-from engine.graphed_stats import GraphedStatistics, graphable, graphed_step
+from engine.graphed_stats import GraphedStatistics, GraphedStep, graphable, graphed_step
 from engine.histograms import HIST_BINS, queue_histograms
 from engine.readout import (
     ReadQueue,
@@ -101,8 +101,8 @@ class GradientProbe:
         self.compact_layout = CompactLayout(
             self.layer_names, self._layer_index, self._layer_numel, len(self.params)
         )
-        self._pending: tuple | None = None  # what after_backward left for end_step
-        self._graphed: GraphedStatistics | None = None  # a GPU's statistics as one graph
+        self._pending = None  # what after_backward left for end_step
+        self._graphed: GraphedStatistics | None = None  # a GPU's statistics, replayed
         self.sentinel_graphs: GraphedSentinels | None = None  # a GPU's sentinels, replayed
         self.capture = self.capture_acts = False
         self.step = 0
@@ -117,7 +117,7 @@ class GradientProbe:
         if graphable(self.params) and not clip.changes_gradients and clip.raw_is_grad:
             try:
                 self._graphed = GraphedStatistics(
-                    self.params, self._layer_index, list(self.layer_params)
+                    self.params, self._layer_index, list(self.layer_params), self.layer_names
                 )
             except Exception:  # a graph is a speed-up: without one, op by op
                 self._graphed = None
@@ -131,7 +131,9 @@ class GradientProbe:
         """Remove every hook the probe and its clip strategy registered; drop its graph."""
         self.taps.close()
         self.clip.close()
-        self._graphed = None  # its buffer holds a copy of every gradient
+        if self._graphed is not None:
+            self._graphed.close()
+            self._graphed = None
         if self.sentinel_graphs is not None:
             self.sentinel_graphs.close()
 
@@ -171,7 +173,7 @@ class GradientProbe:
         with torch.no_grad():
             self._pending = self._measure(loss)
 
-    def _measure(self, loss: torch.Tensor | None = None) -> tuple:
+    def _measure(self, loss: torch.Tensor | None = None) -> tuple | GraphedStep:
         clip, capture, flat = self.clip, self.capture, self.flat
         if flat is not None and clip.raw_is_grad and flat.attached():
             # The Trainer's flat buffer: every gradient is its view (see
@@ -193,7 +195,7 @@ class GradientProbe:
                 return sentinels
             self.capture = capture = True  # it broke here: take everything
         if self._graphed is not None and not (eager or self.capture_acts):
-            measured = graphed_step(self, raw_all, raw, present, loss)
+            measured = graphed_step(self, raw, present, loss)
             if measured is not None:
                 return measured
         read = host_partials(self, present) if capture and eager else None
@@ -280,8 +282,11 @@ class GradientProbe:
     ) -> StepRecord:
         """Read what the step measured (one host copy) and build its record."""
         pending, self._pending = self._pending, None
-        if type(pending) is CompactStep:  # a small CPU model's statistics step
+        kind = type(pending)
+        if kind is CompactStep:  # a small CPU model's statistics step
             return pending.record(self, epoch, extra)
+        if kind is GraphedStep:  # a GPU's graphed statistics step
+            return pending.record(self, loss, epoch, extra)
         if pending is not None and pending[1] is None:  # packed sentinels (a GPU's step)
             return make_record(self, read_packed(pending[0], extra), epoch)
         q, found = pending if pending is not None else (None, {"present": (), "raw_norms": []})

@@ -1,21 +1,29 @@
 """A GPU's statistics step as one CUDA graph (engine.graphed_stats) against the op-by-op device path.
 
-On the CPU the graph's reductions run directly on its buffer, so everything
-but the capture is checked here; the capture itself where CUDA exists.
+On the CPU the graph's vector is computed op by op, or "replayed" by a stand-in
+that computes it over the step's tensors, so everything but the capture is
+checked here; the capture itself where CUDA exists.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 
+import numpy as np
 import pytest
 import torch
 from probed_loop import probed_steps, random_batches
 from torch import nn
 
 import engine.probe as probe_module
-from engine.graphed_stats import GraphedStatistics, graphable
+from engine.compact_stats import CompactLayers
+from engine.graphed_stats import GraphedStatistics, GraphedStep, graphable
+from engine.history import History
+from engine.placement_graphs import PlacementGraphs
 from engine.probe import GradientProbe
+from engine.recording import make_record
+from engine.records import LAYER_STATS
 
 NEVER = 1 << 62
 FIELDS = ("raw_grad_norm", "grad_norm", "raw_grad_mean", "raw_grad_std", "raw_grad_abs_max")
@@ -28,6 +36,12 @@ def _model(device: str = "cpu") -> nn.Sequential:
     ).to(device)
 
 
+def _graphed(probe) -> GraphedStatistics:
+    return GraphedStatistics(
+        probe.params, probe._layer_index, list(probe.layer_params), probe.layer_names
+    )
+
+
 def _records(model, graphed: bool, steps: int = 4, device: str = "cpu", poison: int = -1):
     def poisoned(step: int) -> None:
         if step == poison:
@@ -35,9 +49,7 @@ def _records(model, graphed: bool, steps: int = 4, device: str = "cpu", poison: 
 
     with GradientProbe(model, capture_every=1, activation_every=NEVER, lr=0.05) as probe:
         if graphed and probe._graphed is None:  # the CPU: the graph's reductions, uncaptured
-            probe._graphed = GraphedStatistics(
-                probe.params, probe._layer_index, list(probe.layer_params)
-            )
+            probe._graphed = _graphed(probe)
         elif not graphed:
             probe._graphed = None
         batches = random_batches(steps, 5, 64, device)
@@ -78,9 +90,7 @@ def test_a_replaced_weight_drops_the_graph(monkeypatch):
     model = _model()
     probe = GradientProbe(model, capture_every=1, activation_every=NEVER).__enter__()
     try:
-        probe._graphed = GraphedStatistics(
-            probe.params, probe._layer_index, list(probe.layer_params)
-        )
+        probe._graphed = _graphed(probe)
         assert probe._graphed.valid()
         model[0].weight.data = model[0].weight.data.clone()  # what a graph would read stale
         assert not probe._graphed.valid()
@@ -100,13 +110,15 @@ def test_only_cuda_float_parameters_are_graphed():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-def test_on_cuda_the_captured_graph_gives_the_op_by_op_values():
+def test_on_cuda_the_replayed_graphs_give_the_op_by_op_values():
     model = _model("cuda")
     twin = copy.deepcopy(model)
-    graphed, kept = _records(model, graphed=True, device="cuda", poison=2)
-    plain, _ = _records(twin, graphed=False, device="cuda", poison=2)
-    assert kept is not None and kept.graph is not None
+    graphed, kept = _records(model, graphed=True, steps=40, device="cuda", poison=30)
+    plain, _ = _records(twin, graphed=False, steps=40, device="cuda", poison=30)
+    assert kept is not None and kept.graphs is not None and kept.graphs.replays > 0
+    assert sum(type(r.layers) is CompactLayers for r in graphed) > 20
     _assert_same(graphed, plain)
+    assert graphed[30].layers["2"].grad_nonfinite == 1.0
 
 
 def test_the_reductions_make_no_autograd_nodes_for_the_weights():
@@ -114,18 +126,24 @@ def test_the_reductions_make_no_autograd_nodes_for_the_weights():
     # accumulators, and every backward after would warn of a stream mismatch.
     model = _model()
     probe = GradientProbe(model)
-    graphed = GraphedStatistics(probe.params, probe._layer_index, list(probe.layer_params))
+    graphed = _graphed(probe)
+    grads = [torch.randn_like(p) for p in probe.params]
     with torch.enable_grad():
-        assert not graphed._reductions().requires_grad
+        assert not graphed.compute(grads, torch.tensor(1.0)).requires_grad
+        assert not graphed.measure(grads).requires_grad
+
+
+def _backward(model, probe):
+    loss = model(torch.randn(8, 5)).pow(2).mean()
+    loss.backward()
+    return loss, [p.grad for p in probe.params]
 
 
 def test_the_loss_comes_first_in_the_graph_s_vector():
     model = _model()
     probe = GradientProbe(model)
-    graphed = GraphedStatistics(probe.params, probe._layer_index, list(probe.layer_params))
-    loss = model(torch.randn(8, 5)).pow(2).mean()
-    loss.backward()
-    grads = [p.grad for p in probe.params]
+    graphed = _graphed(probe)
+    loss, grads = _backward(model, probe)
     assert graphed.takes(loss)
     assert not graphed.takes(loss.double()) and not graphed.takes(None)
     assert not graphed.takes(torch.ones(2))
@@ -133,31 +151,117 @@ def test_the_loss_comes_first_in_the_graph_s_vector():
     assert vector[0].item() == loss.item()
     norms = vector[1 : 1 + len(grads)]
     assert torch.allclose(norms, torch.stack([g.norm() for g in grads]))
-    found = {"present": probe._all_present}
-    finish = graphed.consumer(found, [grads[i] for i in probe._layer_index], with_loss=True)
-    assert found["loss"] == []  # marked before the read: end_step queues no loss of its own
-    finish([vector.tolist()])
-    assert found["loss"] == [loss.item()]
-    assert found["raw_norms"] == pytest.approx(norms.tolist())
+    assert graphed.measure(grads)[0].item() == 0.0  # no loss: a zero holds its slot
 
 
-def test_a_loss_that_does_not_fit_the_slot_is_read_as_before(monkeypatch):
-    # A float64 loss over float32 weights: end_step reads it on its own.
+def test_a_finite_step_s_compact_record_is_the_long_way_s():
+    # GraphedStep keeps the vector as read (CompactLayers); a step that broke
+    # is built the long way (make_record). Both from one vector, field by field.
+    model = _model()
+    with GradientProbe(model, capture_every=1, activation_every=NEVER, lr=0.05) as probe:
+        probe.begin_step(1)
+        graphed = _graphed(probe)
+        loss, grads = _backward(model, probe)
+        step = GraphedStep(graphed.measure(grads, loss), True, grads, graphed.layout)
+        compact = step.record(probe, loss, 3)
+        values = step.vector.tolist()
+        long_way = make_record(probe, step._found(probe, values, values[0], None), 3)
+    assert type(compact.layers) is CompactLayers and type(long_way.layers) is dict
+    assert compact.captured and not compact.activations_captured and compact.epoch == 3
+    for field in ("step", "loss", "grad_norm", "grad_norm_clipped", "clipped_frac"):
+        assert getattr(compact, field) == pytest.approx(getattr(long_way, field), rel=1e-12)
+    for name in probe.layer_names:
+        assert compact.layers[name] == long_way.layers[name]
+    # and the History row built from the compact layers, without their objects
+    assert compact.layers.columns() == [
+        getattr(long_way.layers[n], f) for n in probe.layer_names for f in LAYER_STATS
+    ]
+
+
+class Placed:
+    """A stand-in tensor: only where it lies."""
+
+    def __init__(self, address: int) -> None:
+        self.address = address
+
+    def data_ptr(self) -> int:
+        return self.address
+
+
+def _replaying(graphed: GraphedStatistics) -> list:
+    # The CPU's allocator seldom puts a tensor back where it was: here every
+    # step's tensors are said to lie where the last step's did, and a
+    # stand-in graph computes at replay what the graph would over them.
+    now, captures = {}, []
+    graphs = graphed.graphs = PlacementGraphs(graphed.compute, None)
+    replayed = graphs.replayed
+
+    def capture(grads, loss):
+        out = graphed.compute(*now["tensors"]).clone()
+
+        class Graph:
+            def replay(self) -> None:
+                out.copy_(graphed.compute(*now["tensors"]))
+
+        captures.append(out)
+        return Graph(), out
+
+    def placed(grads, loss):
+        now["tensors"] = (grads, loss)
+        return replayed([Placed(k) for k in range(len(grads))], Placed(-1))
+
+    graphs._capture, graphs.replayed = capture, placed
+    return captures
+
+
+def test_replayed_steps_give_the_op_by_op_records_nan_included(monkeypatch):
     monkeypatch.setattr(probe_module, "EAGER_DEVICES", set())
     model = _model()
+    twin = copy.deepcopy(model)
+    kept = {}
+    original = GraphedStatistics.__init__
+
+    def with_stand_in(self, *args) -> None:
+        original(self, *args)
+        kept["captures"] = _replaying(self)
+        kept["graphed"] = self
+
+    monkeypatch.setattr(GraphedStatistics, "__init__", with_stand_in)
+    graphed, _ = _records(model, graphed=True, steps=6, poison=4)
+    plain, _ = _records(twin, graphed=False, steps=6, poison=4)
+    # step 1 first seen, step 2 captured and replayed, steps 3 to 5 replayed
+    assert len(kept["captures"]) == 1 and kept["graphed"].graphs.replays == 4
+    _assert_same(graphed, plain)
+    kinds = [type(r.layers) is CompactLayers for r in graphed]
+    # step 0 takes the activations; 4 broke, and its NaN went into the weights
+    assert kinds == [False, True, True, True, False, False]
+    assert graphed[4].layers["2"].grad_nonfinite == 1.0
+    assert math.isnan(graphed[4].grad_norm) and math.isnan(graphed[4].layers["2"].grad_mean)
+    # History takes the compact rows as it takes the others
+    rows, reference = History(), History()
+    for a, b in zip(graphed, plain, strict=True):
+        rows.append(a)
+        reference.append(b)
+    for column in ("0.grad_norm", "2.grad_std", "4.update_ratio", "2.grad_nonfinite", "loss"):
+        ours, theirs = rows.series(column), reference.series(column)
+        assert ours.steps.tolist() == theirs.steps.tolist()
+        assert ours.nonfinite.tolist() == theirs.nonfinite.tolist()
+        np.testing.assert_allclose(ours.values, theirs.values, rtol=1e-5)
+
+
+def test_the_rnn_s_time_step_norms_and_a_loss_beside_the_vector_come_in_one_read():
+    model = _model()
     with GradientProbe(model, capture_every=1, activation_every=NEVER) as probe:
-        probe._graphed = GraphedStatistics(
-            probe.params, probe._layer_index, list(probe.layer_params)
-        )
-        records = []
-        for step in range(3):
-            probe.begin_step(step)
-            loss = model(torch.randn(8, 5)).pow(2).mean().double()
-            loss.backward()
-            probe.after_backward(loss)
-            records.append((probe.end_step(loss, 0), loss.item()))
-    for record, expected in records:
-        assert record.captured and record.loss == expected
+        probe.begin_step(1)
+        graphed = _graphed(probe)
+        loss, grads = _backward(model, probe)
+        loss = loss.double()  # does not fit the vector: read beside it
+        extra = torch.tensor([0.5, 2.0, 4.0])
+        step = GraphedStep(graphed.measure(grads), False, grads, graphed.layout)
+        record = step.record(probe, loss, 0, extra)
+    assert record.loss == loss.item()
+    assert record.timestep_grad_norms == (0.5, 2.0, 4.0)
+    assert type(record.layers) is CompactLayers
 
 
 def test_a_dropped_graph_is_freed_at_once_not_by_the_cyclic_collector():
@@ -168,7 +272,7 @@ def test_a_dropped_graph_is_freed_at_once_not_by_the_cyclic_collector():
 
     model = _model()
     probe = GradientProbe(model)
-    graphed = GraphedStatistics(probe.params, probe._layer_index, list(probe.layer_params))
+    graphed = _graphed(probe)
     gone = weakref.ref(graphed)
     collecting = gc.isenabled()
     gc.disable()
@@ -180,9 +284,11 @@ def test_a_dropped_graph_is_freed_at_once_not_by_the_cyclic_collector():
             gc.enable()
 
 
-def test_closing_the_probe_drops_its_graph():
+def test_closing_the_probe_drops_its_graphs():
     model = _model()
     probe = GradientProbe(model).__enter__()
-    probe._graphed = GraphedStatistics(probe.params, probe._layer_index, list(probe.layer_params))
+    graphed = _graphed(probe)
+    _replaying(graphed)
+    probe._graphed = graphed
     probe.close()
-    assert probe._graphed is None
+    assert probe._graphed is None and not graphed.graphs.active

@@ -1,0 +1,116 @@
+"""CUDA graphs of a step's reductions, one per placement of the tensors they read.
+
+A GPU step of the slides' models is host-bound: the bare step's fifty-odd
+kernel launches take ~2 ms of host time on the H100 of the benchmarks, and
+each torch call the probe adds costs 10-40 us more (benchmarks/RESULTS.md,
+section 6). Replayed as a graph, any number of reductions cost one call.
+
+A graph reads its inputs where they were when it was captured. The caching
+allocator hands a steady training loop the same blocks step after step, so
+autograd's fresh gradients and the loss usually land where they were: a
+step whose tensors are all where a graph reads them replays it, and any
+other step computes the same reductions op by op. Where they are is checked
+on every step (a pointer each, no device work), so a replay never reads a
+stale tensor. A graph is captured once a placement has been seen twice, up
+to MAX_GRAPHS placements; a loop whose tensors never settle stops looking
+after GIVE_UP_AFTER steps without a replay.
+
+The capture runs on a side stream without synchronizing (it records kernels,
+it runs none), so a capture step makes no more device syncs than any other.
+engine.graphed_sentinels (every step's loss and total norm) and
+engine.graphed_stats (a statistics step's reductions) are its two users.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from operator import methodcaller
+
+import torch
+
+from engine.collector import collector_paused
+
+MAX_GRAPHS = 4  # placements kept (each graph's memory is a few small vectors)
+GIVE_UP_AFTER = 64  # steps with no replay before the graphs are dropped
+_DATA_PTR = methodcaller("data_ptr")  # any tensor (tests hand over stand-ins)
+
+# What a graph computes: (gradients, loss) -> one device vector.
+Reductions = Callable[[list, torch.Tensor], torch.Tensor]
+
+
+class PlacementGraphs:
+    """`compute(grads, loss)` by graph replay where the step's tensors allow.
+
+    `replayed(grads, loss)` gives the replayed graph's output vector, or None
+    where this step must go op by op (no graph for where its tensors are, or
+    the graphs were given up). `capture(grads, loss)` makes a replayable
+    (graph, output) of `compute` for these tensors; tests stand in for it off CUDA.
+    """
+
+    def __init__(self, compute: Reductions, capture=None) -> None:
+        self.compute = compute
+        self._capture = capture or (lambda grads, loss: capture_graph(compute, grads, loss))
+        self._graphs: dict[tuple, tuple] = {}  # placement -> (graph, its output vector)
+        self._seen: set[tuple] = set()  # placements seen once, not yet captured
+        self._since_replay = 0
+        self.active = True
+        self.replays = 0
+
+    def replayed(self, grads: list[torch.Tensor], loss: torch.Tensor) -> torch.Tensor | None:
+        """This step's output vector from a replay, or None (go op by op)."""
+        if not self.active:
+            return None
+        placement = (loss.data_ptr(), *map(_DATA_PTR, grads))
+        hit = self._graphs.get(placement)
+        if hit is None and placement in self._seen and len(self._graphs) < MAX_GRAPHS:
+            self._seen.discard(placement)
+            try:
+                hit = self._capture(grads, loss)
+            except Exception:  # a graph is a speed-up: without one, op by op
+                self.close()
+                return None
+            self._graphs[placement] = hit
+        if hit is None:
+            if len(self._seen) < 2 * MAX_GRAPHS:
+                self._seen.add(placement)
+            self._since_replay += 1
+            if self._since_replay > GIVE_UP_AFTER:
+                self.close()
+            return None
+        graph, out = hit
+        graph.replay()
+        self._since_replay = 0
+        self.replays += 1
+        return out
+
+    def close(self) -> None:
+        """Drop every graph (their memory goes back) and look no more."""
+        self.active = False
+        self._graphs.clear()
+        self._seen.clear()
+
+
+@torch.no_grad()
+def capture_graph(compute: Reductions, grads: list[torch.Tensor], loss: torch.Tensor) -> tuple:
+    """(graph, output) of `compute` over these very tensors, captured on a side stream.
+
+    No synchronization: the side stream waits on the current one by an event,
+    runs the reductions once (the warm-up torch.cuda.graphs asks for), and
+    capturing runs nothing. The cyclic collector is off meanwhile: CUDA
+    refuses to free an unrelated graph mid-capture (a warning on stderr).
+    `thread_local`: a session training in another thread may go on.
+    """
+    device = loss.device
+    current = torch.cuda.current_stream(device)
+    side = torch.cuda.Stream(device=device)
+    side.wait_stream(current)
+    graph = torch.cuda.CUDAGraph()
+    with collector_paused(), torch.cuda.stream(side):
+        compute(grads, loss)  # warm-up off the capture, as torch.cuda.graphs asks
+        graph.capture_begin(capture_error_mode="thread_local")
+        try:
+            out = compute(grads, loss)
+        finally:
+            graph.capture_end()
+    current.wait_stream(side)
+    return graph, out
