@@ -1,4 +1,4 @@
-"""A plain training step of a small CPU model: its sentinels and record, in the fewest lines.
+"""A plain training step's sentinels and record, in the fewest lines: on the CPU and on a GPU.
 
 Most steps of a fast run capture nothing but the sentinels (the loss and the
 total gradient norm). On a small CPU model such a step is bound by Python:
@@ -10,15 +10,27 @@ it applies: one C call for the flat buffer's sum of squares, the loss read,
 one record, ~5 us. A step whose loss or norm is not finite, or whose
 gradient a caller replaced, leaves the lane (None from `read`), and the
 probe's general path captures it in full as ever.
+
+On a GPU a step is host-bound too (~40 us of host time a kernel launch on
+the H100 of the benchmarks), and its sentinels are one CUDA graph replay
+(engine.graphed_sentinels): the ReplayLane replays it right after
+`backward()` and reads the vector after `optimizer.step()` (the step's one
+sync, which the optimizer's launches then overlap), with no dispatch,
+pending state or found dict between. A step that broke is recorded as it
+is, as the general GPU path records it; the Trainer looks for where it broke.
 """
 
 from __future__ import annotations
 
 import math
+from operator import attrgetter
 
 from engine.native_stats import FLOAT32_MAX
-from engine.recording import new_step_record
+from engine.recording import l2_total, new_step_record
 from engine.records import StepRecord
+from engine.sentinels import packed_op_by_op
+
+_GRAD = attrgetter("grad")
 
 
 class PlainLane:
@@ -70,3 +82,52 @@ class PlainLane:
         return new_step_record(
             step, epoch, loss, norm, norm, None, self._probe.blank_layers, None, None, False, False
         )
+
+
+class ReplayLane:
+    """The sentinel step of a GradientProbe whose sentinels a GPU replays as a graph.
+
+    Built by `for_probe` only where the probe keeps sentinel graphs (a CUDA
+    model that nothing clips, engine.graphed_sentinels) and no flat buffer,
+    and no per-time-step norms are taken (the rnn).
+    """
+
+    __slots__ = ("_probe", "_params", "_graphs")
+
+    def __init__(self, probe) -> None:
+        self._probe = probe
+        self._params = probe.params
+        self._graphs = probe.sentinel_graphs
+
+    @staticmethod
+    def for_probe(probe, timesteps=None) -> ReplayLane | None:
+        """The lane for `probe`'s plain steps, or None where the general path must take them."""
+        if probe.sentinel_graphs is None or probe.flat is not None or timesteps is not None:
+            return None
+        clip = probe.clip
+        if clip.changes_gradients or not clip.raw_is_grad:
+            return None
+        return ReplayLane(probe)
+
+    def read(self, loss):
+        """The step's [loss, norms...] device vector, unread; None to leave the lane.
+
+        Replayed where a graph reads this step's tensors, else op by op, as
+        engine.sentinels.packed_sentinels takes it. None when a parameter
+        has no gradient.
+        """
+        grads = list(map(_GRAD, self._params))
+        if any(g is None for g in grads):
+            return None
+        packed = self._graphs.packed(grads, loss)
+        return packed if packed is not None else packed_op_by_op(self._probe, grads, loss)
+
+    def record(self, step: int, epoch: int, read) -> StepRecord:
+        """The StepRecord of plain step `step`: `read`'s vector read here (the one sync)."""
+        values = read.tolist()
+        norms = values[1:]
+        norm = norms[0] if len(norms) == 1 else l2_total(norms)
+        return new_step_record(
+            step, epoch, values[0], norm, norm, None, self._probe.blank_layers, None, None, False,
+            False,
+        )  # fmt: skip

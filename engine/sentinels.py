@@ -89,6 +89,11 @@ def packed_sentinels(probe, loss: torch.Tensor) -> torch.Tensor | None:
         replayed = graphs.packed(grads, loss)
         if replayed is not None:
             return replayed
+    return packed_op_by_op(probe, grads, loss)
+
+
+def packed_op_by_op(probe, grads: list[torch.Tensor], loss: torch.Tensor) -> torch.Tensor:
+    """`packed_sentinels`' vector in torch calls of its own (no graph): every gradient present."""
     loss = loss.detach().reshape(())
     if probe.concatenable:
         return loss_and_norm(grads, loss, probe._all_numel)

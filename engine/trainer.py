@@ -20,7 +20,7 @@ from engine.config import ConfigError, RunConfig
 from engine.data import EpochBatches, lazy_imports, make_tensors
 from engine.flat_grads import FlatGradients
 from engine.model import build_model
-from engine.plain_lane import PlainLane
+from engine.plain_lane import PlainLane, ReplayLane
 from engine.policy import CapturePolicy
 from engine.probe import EAGER_DEVICES, GradientProbe
 from engine.records import NonFinite, StepRecord
@@ -136,8 +136,10 @@ class Trainer:
         # The rnn's per-time-step gradient norms (looked up once: a module's
         # missing attribute costs microseconds to find missing).
         self._timesteps = getattr(self.model, "timestep_grad_norms", None)
-        # Plain steps of a small CPU model take the lane (engine.plain_lane).
-        self._lane = PlainLane.for_probe(self.probe, EAGER_DEVICES, self._timesteps)
+        # Plain steps of a small CPU model, or of a GPU's, take a lane (engine.plain_lane).
+        self._lane = PlainLane.for_probe(
+            self.probe, EAGER_DEVICES, self._timesteps
+        ) or ReplayLane.for_probe(self.probe, self._timesteps)
         self.steps_per_epoch = len(self.batches)
         self.total_steps = self.steps_per_epoch * config.epochs
         self.step_index = 0
@@ -190,7 +192,13 @@ class Trainer:
                 self.optimizer.step()
                 self.policy.done(step, _NOTHING, start, 0.0)
                 self.step_index = step + 1
-                return lane.record(step, self.epoch, read)
+                record = lane.record(step, self.epoch, read)
+                # A GPU's lane records a step that broke as it is (the CPU's leaves the lane).
+                if self.first_nonfinite is None and not (
+                    math.isfinite(record.loss) and math.isfinite(record.grad_norm)
+                ):
+                    self.first_nonfinite = self._check_nonfinite(record)
+                return record
             # Not finite, or the buffer was let go: the probe's general path.
         timesteps = self._timesteps
         # What measuring costs, for the policy's budget; a plain step's few
