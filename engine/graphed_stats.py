@@ -32,8 +32,8 @@ from engine.readout import counts_where_broken
 from engine.recording import l2_total, make_record, new_step_record, safe_ratio
 from engine.records import StepRecord
 
-# Models up to this many trainable elements are graphed: the reductions'
-# temporaries live in each graph's private memory pool.
+# Models up to this many trainable elements are graphed (256 MB in float32);
+# past it a step's own kernels dwarf the launches a graph saves the host.
 GRAPH_UP_TO = 1 << 26
 _DATA_PTR = torch.Tensor.data_ptr
 
@@ -65,10 +65,8 @@ class GraphedStatistics:
         self, params: list, layer_index: list[int], weights: list, names: list[str], capture=None
     ) -> None:
         first = params[0]
-        self.layer_index = layer_index
         numel = [params[i].numel() for i in layer_index]
         self.layout = GraphedLayout(names, layer_index, numel, len(params))
-        self.n_params, self.n_layers = len(params), len(layer_index)
         self.weights = weights
         self._weight_places = tuple(map(_DATA_PTR, weights))
         # Detached: an operator on a parameter that requires grad has autograd
