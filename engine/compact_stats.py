@@ -126,6 +126,10 @@ class CompactLayers(Mapping):
         """Every layer's statistics in LAYER_STATS order (CompactLayout.columns), for a History row."""
         return self._layout.columns(self._values, self._lr)
 
+    def kind(self) -> tuple:
+        """What fixes which of `columns()` are None: the layout's class, and whether lr was given."""
+        return type(self._layout), self._lr is None
+
     def __repr__(self) -> str:
         return f"CompactLayers({dict(self)!r})"
 

@@ -127,6 +127,7 @@ class History:
         self._light_row = np.full(len(self.columns), np.nan)
         self._light_present = np.zeros(len(self.columns), dtype=bool)
         self._light_present[:3] = True  # loss, grad_norm, grad_norm_clipped
+        self._compact_present: dict[tuple, np.ndarray] = {}  # by CompactLayers.kind()
 
     def _row(self, record: StepRecord) -> None:
         # Flattened in column order: the scalars, then every layer's stats.
@@ -134,10 +135,18 @@ class History:
         layers = record.layers
         if type(layers) is CompactLayers and layers.names() == self._names:
             values += layers.columns()  # a compact step's numbers, no objects built
-        else:
-            for name in self.layer_names:
-                stats = layers.get(name)
-                values.extend(_LAYER_VALUES(stats) if stats is not None else self._missing)
+            self._rows[self._n] = values
+            # Which of a compact step's statistics are None is fixed by its kind:
+            # the mask, once per kind, instead of three passes over the row.
+            kind = layers.kind()
+            present = self._compact_present.get(kind)
+            if present is None:
+                present = self._compact_present[kind] = np.array([v is not None for v in values])
+            self._present[self._n] = present
+            return
+        for name in self.layer_names:
+            stats = layers.get(name)
+            values.extend(_LAYER_VALUES(stats) if stats is not None else self._missing)
         # None (not captured) and NaN (trained into) stay apart: NaN in the row,
         # False in `present` only for None.
         row = self._rows[self._n]

@@ -172,6 +172,27 @@ def test_a_compact_step_s_update_ratio_uses_the_probe_s_learning_rate_of_the_mom
 
 
 @needs_kernel
+def test_history_keeps_a_compact_step_s_update_ratio_only_where_it_was_taken():
+    # History marks a compact row's measured columns by the row's kind (with
+    # an lr or without): a ratio left out is missing there, not NaN.
+    model = _model()
+    params = list(model.parameters())
+    buffer = FlatGradients(params)
+    with GradientProbe(model, capture_every=1, activation_every=1 << 30, lr=0.05) as probe:
+        probe.flat = buffer
+        first = probed_steps(probe, model, random_batches(3, 10, 8), flat=buffer)
+        probe.lr = None
+        then = probed_steps(probe, model, random_batches(3, 10, 8), flat=buffer)
+    history = History()
+    for step, record in enumerate(first + then):  # each loop's step 0 takes the activations
+        assert step in (0, 3) or type(record.layers) is CompactLayers
+        history.append(dataclasses.replace(record, step=step))
+    assert list(history.series("2.update_ratio").steps) == [0, 1, 2]
+    assert list(history.series("2.grad_std").steps) == [0, 1, 2, 3, 4, 5]
+    assert list(history.series("2.weight_mean").steps) == [0, 3]
+
+
+@needs_kernel
 def test_an_rnn_s_compact_steps_carry_its_time_step_norms(monkeypatch):
     from engine.presets import PRESETS
     from engine.trainer import Trainer
