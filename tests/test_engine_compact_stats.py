@@ -156,16 +156,22 @@ def test_a_history_row_of_a_compact_step_is_the_eager_step_s_row(monkeypatch):
         assert tuple(row[j * len(LAYER_STATS) : (j + 1) * len(LAYER_STATS)]) == want
 
 
-@needs_kernel
-def test_a_compact_step_s_update_ratio_uses_the_probe_s_learning_rate_of_the_moment():
+def _with_lr_then_without(steps_with: int, steps_without: int) -> tuple[list, list]:
+    # Statistics every step through a flat buffer; the probe's lr is dropped
+    # midway (a loop that leaves the update ratio out from there on).
     model = _model()
-    params = list(model.parameters())
-    buffer = FlatGradients(params)
+    buffer = FlatGradients(list(model.parameters()))
     with GradientProbe(model, capture_every=1, activation_every=1 << 30, lr=0.05) as probe:
         probe.flat = buffer
-        batches = random_batches(3, 10, 8)
-        probe.lr = None  # a loop that leaves the ratio out from here on
-        records = probed_steps(probe, model, batches, flat=buffer)
+        first = probed_steps(probe, model, random_batches(steps_with, 10, 8), flat=buffer)
+        probe.lr = None
+        then = probed_steps(probe, model, random_batches(steps_without, 10, 8), flat=buffer)
+    return first, then
+
+
+@needs_kernel
+def test_a_compact_step_s_update_ratio_uses_the_probe_s_learning_rate_of_the_moment():
+    _, records = _with_lr_then_without(0, 3)
     assert type(records[1].layers) is CompactLayers
     assert all(stats.update_ratio is None for stats in records[1].layers.values())
     assert all(value is None for value in records[1].layers.columns()[14::16])
@@ -175,14 +181,7 @@ def test_a_compact_step_s_update_ratio_uses_the_probe_s_learning_rate_of_the_mom
 def test_history_keeps_a_compact_step_s_update_ratio_only_where_it_was_taken():
     # History marks a compact row's measured columns by the row's kind (with
     # an lr or without): a ratio left out is missing there, not NaN.
-    model = _model()
-    params = list(model.parameters())
-    buffer = FlatGradients(params)
-    with GradientProbe(model, capture_every=1, activation_every=1 << 30, lr=0.05) as probe:
-        probe.flat = buffer
-        first = probed_steps(probe, model, random_batches(3, 10, 8), flat=buffer)
-        probe.lr = None
-        then = probed_steps(probe, model, random_batches(3, 10, 8), flat=buffer)
+    first, then = _with_lr_then_without(3, 3)
     history = History()
     for step, record in enumerate(first + then):  # each loop's step 0 takes the activations
         assert step in (0, 3) or type(record.layers) is CompactLayers
