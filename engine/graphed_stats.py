@@ -23,6 +23,7 @@ computed by the same torch reductions.
 from __future__ import annotations
 
 import math
+from operator import attrgetter
 
 import torch
 
@@ -36,6 +37,7 @@ from engine.records import StepRecord
 # past it a step's own kernels dwarf the launches a graph saves the host.
 GRAPH_UP_TO = 1 << 26
 _DATA_PTR = torch.Tensor.data_ptr
+_GRAD = attrgetter("grad")
 
 
 def graphable(params: list[torch.Tensor]) -> bool:
@@ -204,6 +206,19 @@ class GraphedStep:
         if timesteps is not None:
             found["extra"] = [list(timesteps)]
         return found
+
+
+def graphed_found(probe, loss: torch.Tensor) -> GraphedStep | None:
+    """A statistics step straight to `probe`'s graphs, past the general path; or None.
+
+    Taken right after backward, where each line of Python costs a host-bound
+    step (~5 us a step of the general path's dispatch, emulated). None where
+    a gradient is missing or the graphs no longer apply: the general path.
+    """
+    grads = list(map(_GRAD, probe.params))  # the raw gradients: nothing clips here
+    if any(g is None for g in grads):
+        return None
+    return graphed_step(probe, grads, probe._all_present, loss)
 
 
 def graphed_step(probe, raw: list, present: tuple, loss=None) -> GraphedStep | None:

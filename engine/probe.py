@@ -36,7 +36,13 @@ from engine.clipping import ClipStrategy
 from engine.compact_stats import CompactLayout, CompactStep, compact_found
 from engine.grad_partials import host_found, host_partials, norms_and_partials
 from engine.graphed_sentinels import GraphedSentinels
-from engine.graphed_stats import GraphedStatistics, GraphedStep, graphable, graphed_step
+from engine.graphed_stats import (
+    GraphedStatistics,
+    GraphedStep,
+    graphable,
+    graphed_found,
+    graphed_step,
+)
 from engine.histograms import HIST_BINS, queue_histograms
 from engine.readout import (
     ReadQueue,
@@ -165,6 +171,8 @@ class GradientProbe:
         if loss is not None and not self.capture_acts:
             if self.capture:
                 pending = compact_found(self, loss, EAGER_DEVICES)
+                if pending is None and self._graphed is not None:
+                    pending = graphed_found(self, loss)
             else:
                 pending = sentinel_pending(self, loss, EAGER_DEVICES)
             if pending is not None:
