@@ -15,9 +15,10 @@ On a GPU a step is host-bound too (~40 us of host time a kernel launch on
 the H100 of the benchmarks), and its sentinels are one CUDA graph replay
 (engine.graphed_sentinels): the ReplayLane replays it right after
 `backward()` and reads the vector after `optimizer.step()` (the step's one
-sync, which the optimizer's launches then overlap), with no dispatch,
-pending state or found dict between. A step that broke is recorded as it
-is, as the general GPU path records it; the Trainer looks for where it broke.
+sync, once the optimizer's kernels are queued behind the replay), with no
+dispatch, pending state or found dict between. A step that broke is
+recorded as it is, as the general GPU path records it; the Trainer looks
+for where it broke.
 """
 
 from __future__ import annotations

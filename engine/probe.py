@@ -134,7 +134,7 @@ class GradientProbe:
         self.close()
 
     def close(self) -> None:
-        """Remove every hook the probe and its clip strategy registered; drop its graph."""
+        """Remove every hook the probe and its clip strategy registered; drop its graphs."""
         self.taps.close()
         self.clip.close()
         if self._graphed is not None:
