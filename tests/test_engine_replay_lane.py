@@ -40,11 +40,11 @@ class StandInSentinels(GraphedSentinels):
         super().__init__(self._capture_stand_in)
 
     def _capture_stand_in(self, grads, loss):
-        lane = self
+        graphs = self
 
         class Graph:
             def replay(self) -> None:
-                out.copy_(_loss_and_total(*lane.now))
+                out.copy_(_loss_and_total(*graphs.now))
 
         out = _loss_and_total(*self.now).clone()
         return Graph(), out
