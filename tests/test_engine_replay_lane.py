@@ -136,3 +136,32 @@ def test_a_missing_gradient_leaves_the_lane(gpu_shaped):
         assert trainer._lane.read(None) is None
     finally:
         trainer.close()
+
+
+def test_the_gpu_shaped_trainer_records_and_exports_what_the_cpu_path_does(tmp_path, monkeypatch):
+    # End to end: every statistic the CPU path captures is in the GPU path's
+    # records (compact or not), to float32 tolerance, and the JSONL has them.
+    import json
+
+    from engine.export import RecordWriter
+
+    config = _config("sigmoid-normal")
+    _, cpu = _records(config, lane=True, steps=30)
+    with monkeypatch.context() as patch:  # the gpu_shaped fixture's, after the CPU's run
+        patch.setattr(probe_module, "EAGER_DEVICES", set())
+        patch.setattr(probe_module, "graphable", lambda params: True)
+        patch.setattr(probe_module, "GraphedSentinels", StandInSentinels)
+        patch.setattr(flat_module.FlatGradients, "suits", staticmethod(lambda params: False))
+        _, gpu = _records(config, lane=True, steps=30)
+    writer = RecordWriter(str(tmp_path / "run.jsonl"))
+    for record in gpu:
+        writer.write(record)
+    writer.commit()
+    lines = [json.loads(line) for line in (tmp_path / "run.jsonl").read_text().splitlines()]
+    assert len(lines) == 30
+    for a, b, line in zip(cpu, gpu, lines, strict=True):
+        assert (a.captured, a.activations_captured) == (b.captured, b.activations_captured)
+        for name, stats in a.layers.items():
+            for field, value in stats.as_dict().items():
+                assert getattr(b.layers[name], field) == pytest.approx(value, rel=1e-4, abs=1e-9)
+                assert field in line["layers"][name], (a.step, name, field)
