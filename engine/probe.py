@@ -23,7 +23,9 @@ CPU, where a read costs no synchronization, values are read as soon as
 computed, while the tensors are as measured, so that the few statistics the
 fast partials cannot give to float tolerance are recomputed (engine.stats).
 A small CPU model's statistics step keeps the C sweep's numbers as they are
-and its record's layers are built from them when read (engine.compact_stats).
+and its record's layers are built from them when read (engine.compact_stats);
+a GPU's keeps its graph's vector the same way (engine.graphed_stats). Steps
+no fast path takes go the general way (engine.general_step).
 """
 
 from __future__ import annotations
@@ -34,27 +36,14 @@ from torch import nn
 from engine.activation_tap import ActivationTap
 from engine.clipping import ClipStrategy
 from engine.compact_stats import CompactLayout, CompactStep, compact_found
-from engine.grad_partials import host_found, host_partials, norms_and_partials
+from engine.general_step import measure
 from engine.graphed_sentinels import GraphedSentinels
-from engine.graphed_stats import (
-    GraphedStatistics,
-    GraphedStep,
-    graphable,
-    graphed_found,
-    graphed_step,
-)
-from engine.histograms import HIST_BINS, queue_histograms
-from engine.readout import (
-    ReadQueue,
-    first_nonfinite,
-    queue_activations,
-    queue_grads,
-    queue_weights,
-    store,
-)
+from engine.graphed_stats import GraphedStatistics, GraphedStep, graphable, graphed_found
+from engine.histograms import HIST_BINS
+from engine.readout import ReadQueue, first_nonfinite, store
 from engine.recording import blank_layers, make_record
 from engine.records import StepRecord
-from engine.sentinels import concatenable, read_packed, sentinel_pending, step_sentinels
+from engine.sentinels import concatenable, read_packed, sentinel_pending
 from engine.stats import HostNorms, weight_layers
 
 __all__ = ["GradientProbe", "HIST_BINS"]
@@ -179,89 +168,7 @@ class GradientProbe:
                 self._pending = pending  # for end_step
                 return
         with torch.no_grad():
-            self._pending = self._measure(loss)
-
-    def _measure(self, loss: torch.Tensor | None = None) -> tuple | GraphedStep:
-        clip, capture, flat = self.clip, self.capture, self.flat
-        if flat is not None and clip.raw_is_grad and flat.attached():
-            # The Trainer's flat buffer: every gradient is its view (see
-            # FlatGradients.attached), known without asking each parameter
-            # (~30 us of Python right after backward).
-            raw_all = raw = flat.views
-            present, eager = self._all_present, flat.device_type in EAGER_DEVICES
-        else:
-            raw_all = clip.raw_grads()
-            if any(g is None for g in raw_all):
-                present = tuple(i for i, g in enumerate(raw_all) if g is not None)
-                raw = [raw_all[i] for i in present]
-            else:
-                present, raw = self._all_present, raw_all
-            eager = not raw or raw[0].device.type in EAGER_DEVICES
-        if not capture and not self.capture_acts:
-            sentinels = step_sentinels(self, loss, raw, eager)
-            if sentinels is not None:
-                return sentinels
-            self.capture = capture = True  # it broke here: take everything
-        if self._graphed is not None and not (eager or self.capture_acts):
-            measured = graphed_step(self, raw, present, loss)
-            if measured is not None:
-                return measured
-        read = host_partials(self, present) if capture and eager else None
-        q, weight_norms = ReadQueue(), None
-        if read is not None:  # a CPU model's gradients, all read on the host (no clipping)
-            found = host_found(self, read, loss, raw_all)
-            if "weights" in found and not self.capture_acts:
-                return None, found  # all read: nothing queued
-            raw_norms, weight_norms = None, read[4]
-        else:
-            found = {"present": present}
-            raw_norms, partials = norms_and_partials(self, raw_all, present, raw, capture and eager)
-            q.add(raw_norms, store(found, "raw_norms"))
-            if eager and loss is not None:
-                # Read with the statistics (the CPU reads them here), not on its own
-                # after optimizer.step(): one read a captured step, as on a GPU.
-                # Elsewhere end_step queues it.
-                q.add([loss.detach().reshape(())], store(found, "loss"))
-            if capture:
-                norms = self._norms_of(found, "raw_norms")
-                layers = self._layer_grads(raw_all)
-                changing = clip.changes_gradients and clip.raw_is_grad
-                queue_grads(q, found, "raw", layers, norms, eager, partials, changing)
-        if capture:
-            count = clip.clipped_count(raw, raw_norms)
-            if count is not None:
-                q.add([count], store(found, "clipped"))
-            if eager and clip.changes_gradients:
-                q.flush()  # value clipping rewrites these tensors in place
-        if raw_norms is not None:
-            clip.apply(raw_norms)
-        if clip.changes_gradients:
-            grads = [p.grad for p in self.params]
-            applied = [grads[i] for i in present]
-            q.add(torch._foreach_norm(applied) if applied else [], store(found, "applied_norms"))
-            if capture:
-                norms = self._norms_of(found, "applied_norms")
-                queue_grads(q, found, "applied", self._layer_grads(grads), norms, eager)
-        if capture or self.capture_acts:
-            # The weights move slowly: their mean and std come with the activations
-            # (beside their histograms); a statistics step takes their norms alone.
-            moments = self.capture_acts
-            queue_weights(
-                q, found, self.layer_params, eager, self.large_layers, moments, self._host_norms,
-                weight_norms,
-            )  # fmt: skip
-        if self.capture_acts:
-            acts = [_as_float(a) for a in self.taps.take()]
-            queue_activations(q, found, acts, self.saturating, eager)
-            groups = (
-                ("weight", list(self.layer_params)),
-                ("grad", [p.grad for p in self.layer_params]),
-                ("act", acts),
-            )
-            queue_histograms(q, found, groups, self.layer_names, eager)
-        if eager and (capture or self.capture_acts):
-            q.flush()  # read while every tensor is as measured (fallbacks need them)
-        return q, found
+            self._pending = measure(self, loss, EAGER_DEVICES)
 
     def _layer_grads(self, grads: list[torch.Tensor | None]) -> list[torch.Tensor]:
         # A layer that took no part in backward has a zero gradient, not a missing one.
@@ -269,14 +176,6 @@ class GradientProbe:
             g if (g := grads[i]) is not None else torch.zeros_like(self.params[i])
             for i in self._layer_index
         ]
-
-    def _norms_of(self, found: dict, key: str):
-        # The layers' norms, once the queue has read found[key].
-        def norms() -> list[float]:
-            values = found[key]
-            return [values[k] if k is not None else 0.0 for k in self._slots(found["present"])]
-
-        return norms
 
     def _slots(self, present: tuple[int, ...]) -> list[int | None]:
         if present is self._all_present:
@@ -315,10 +214,3 @@ class GradientProbe:
         """
         grads = [p.grad for p in self.layer_params]
         return first_nonfinite(self.layer_names, grads)
-
-
-def _as_float(a: torch.Tensor | None) -> torch.Tensor | None:
-    # Half-precision sums would round; the statistics are taken in float32 at least.
-    if a is None or a.dtype in (torch.float32, torch.float64):
-        return a
-    return a.float()

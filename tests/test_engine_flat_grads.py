@@ -225,10 +225,11 @@ def test_a_statistics_step_read_whole_gives_the_read_queue_s_record(monkeypatch)
     # step by step, a NaN step included: the same numbers, bit for bit.
     import dataclasses
 
+    import engine.general_step as general_module
     import engine.probe as probe_module
     from engine.probe import GradientProbe
 
-    real = probe_module.host_partials
+    real = general_module.host_partials
     used = []
     # Statistics steps kept compact (engine.compact_stats) would skip both paths.
     monkeypatch.setattr(probe_module, "compact_found", lambda *args: None)
@@ -241,7 +242,7 @@ def test_a_statistics_step_read_whole_gives_the_read_queue_s_record(monkeypatch)
                 return read
             return (*read[:4], None)  # no weight norms: the general path reads them itself
 
-        monkeypatch.setattr(probe_module, "host_partials", partials)
+        monkeypatch.setattr(general_module, "host_partials", partials)
         model = _model()
         params = list(model.parameters())
         buffer = FlatGradients(params)
