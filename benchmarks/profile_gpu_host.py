@@ -52,7 +52,7 @@ class _Replay:
 
     def replayed(self, grads: list, loss: torch.Tensor) -> torch.Tensor:
         """As PlacementGraphs.replayed on a hit: the placement looked up, then the output."""
-        (loss.data_ptr(), *[g.data_ptr() for g in grads])
+        _ = (loss.data_ptr(), *[g.data_ptr() for g in grads])  # the placement, as a hit pays it
         self.replays += 1
         return self.vector
 
