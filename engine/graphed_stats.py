@@ -23,7 +23,6 @@ computed by the same torch reductions.
 from __future__ import annotations
 
 import math
-from operator import attrgetter
 
 import torch
 
@@ -32,12 +31,12 @@ from engine.placement_graphs import PlacementGraphs
 from engine.readout import counts_where_broken
 from engine.recording import make_record, new_step_record, safe_ratio
 from engine.records import StepRecord
+from engine.sentinels import every_grad
 
 # Models up to this many trainable elements are graphed (256 MB in float32);
 # past it a step's own kernels dwarf the launches a graph saves the host.
 GRAPH_UP_TO = 1 << 26
 _DATA_PTR = torch.Tensor.data_ptr
-_GRAD = attrgetter("grad")
 
 
 def graphable(params: list[torch.Tensor]) -> bool:
@@ -215,8 +214,8 @@ def graphed_found(probe, loss: torch.Tensor) -> GraphedStep | None:
     step (~5 us a step of the general path's dispatch, emulated). None where
     a gradient is missing or the graphs no longer apply: the general path.
     """
-    grads = list(map(_GRAD, probe.params))  # the raw gradients: nothing clips here
-    if any(g is None for g in grads):
+    grads = every_grad(probe)  # the raw gradients: nothing clips here
+    if grads is None:
         return None
     return graphed_step(probe, grads, probe._all_present, loss)
 

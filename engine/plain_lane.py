@@ -24,14 +24,11 @@ for where it broke.
 from __future__ import annotations
 
 import math
-from operator import attrgetter
 
 from engine.native_stats import FLOAT32_MAX
 from engine.recording import l2_total, new_step_record
 from engine.records import StepRecord
-from engine.sentinels import packed_op_by_op
-
-_GRAD = attrgetter("grad")
+from engine.sentinels import packed_from_grads
 
 
 class PlainLane:
@@ -93,12 +90,10 @@ class ReplayLane:
     and no per-time-step norms are taken (the rnn).
     """
 
-    __slots__ = ("_probe", "_params", "_graphs")
+    __slots__ = ("_probe",)
 
     def __init__(self, probe) -> None:
         self._probe = probe
-        self._params = probe.params
-        self._graphs = probe.sentinel_graphs
 
     @staticmethod
     def for_probe(probe, timesteps=None) -> ReplayLane | None:
@@ -117,11 +112,7 @@ class ReplayLane:
         engine.sentinels.packed_sentinels takes it. None when a parameter
         has no gradient.
         """
-        grads = list(map(_GRAD, self._params))
-        if any(g is None for g in grads):
-            return None
-        packed = self._graphs.packed(grads, loss)
-        return packed if packed is not None else packed_op_by_op(self._probe, grads, loss)
+        return packed_from_grads(self._probe, loss)
 
     def record(self, step: int, epoch: int, read) -> StepRecord:
         """The StepRecord of plain step `step`: `read`'s vector read here (the one sync)."""

@@ -10,12 +10,15 @@ gets None back from here, and GradientProbe captures it in full instead.
 from __future__ import annotations
 
 import math
+from operator import attrgetter
 
 import torch
 
 from engine.readout import ReadQueue, store
 from engine.recording import l2_total
 from engine.stats import cpu_norm
+
+_GRAD = attrgetter("grad")
 
 
 def sentinel_pending(probe, loss: torch.Tensor, eager_devices: set[str]) -> tuple | None:
@@ -81,23 +84,35 @@ def packed_sentinels(probe, loss: torch.Tensor) -> torch.Tensor | None:
         return None
     if flat is not None and flat.attached():
         return torch.stack([loss.detach().reshape(()), flat.norm()])
-    grads = [p.grad for p in probe.params]
-    if not grads or any(g is None for g in grads):
+    return packed_from_grads(probe, loss)
+
+
+def packed_from_grads(probe, loss: torch.Tensor) -> torch.Tensor | None:
+    """`packed_sentinels`' vector over autograd's own gradients (no flat buffer, nothing clipping).
+
+    A graph's replay where one reads where the step's tensors lie, else torch
+    calls of its own; None where a parameter has no gradient.
+    """
+    grads = every_grad(probe)
+    if grads is None:
         return None
     graphs = probe.sentinel_graphs
     if graphs is not None:  # a CUDA graph's replay, where the tensors are where it reads
         replayed = graphs.packed(grads, loss)
         if replayed is not None:
             return replayed
-    return packed_op_by_op(probe, grads, loss)
-
-
-def packed_op_by_op(probe, grads: list[torch.Tensor], loss: torch.Tensor) -> torch.Tensor:
-    """`packed_sentinels`' vector in torch calls of its own (no graph): every gradient present."""
     loss = loss.detach().reshape(())
     if probe.concatenable:
         return loss_and_norm(grads, loss, probe._all_numel)
     return torch.stack([loss, *torch._foreach_norm(grads)])
+
+
+def every_grad(probe) -> list[torch.Tensor] | None:
+    """Every trainable parameter's `.grad`, or None where one has none (or there are none)."""
+    grads = list(map(_GRAD, probe.params))
+    if not grads or any(g is None for g in grads):
+        return None
+    return grads
 
 
 def loss_and_norm(grads: list[torch.Tensor], loss: torch.Tensor, numel: int) -> torch.Tensor:
