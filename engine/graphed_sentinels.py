@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import torch
 
-from engine.placement_graphs import GIVE_UP_AFTER, MAX_GRAPHS, PlacementGraphs
+from engine.placement_graphs import GIVE_UP_AFTER, MAX_CAPTURES, MAX_GRAPHS, SEEN, PlacementGraphs
 
-__all__ = ["GIVE_UP_AFTER", "MAX_GRAPHS", "GraphedSentinels"]
+__all__ = ["GIVE_UP_AFTER", "MAX_CAPTURES", "MAX_GRAPHS", "SEEN", "GraphedSentinels"]
 
 
 class GraphedSentinels(PlacementGraphs):

@@ -11,9 +11,18 @@ autograd's fresh gradients and the loss usually land where they were: a
 step whose tensors are all where a graph reads them replays it, and any
 other step computes the same reductions op by op. Where they are is checked
 on every step (a pointer each, no device work), so a replay never reads a
-stale tensor. A graph is captured once a placement has been seen twice, up
-to MAX_GRAPHS placements; a loop whose tensors never settle stops looking
-after GIVE_UP_AFTER steps without a replay.
+stale tensor. A graph is captured once a placement has been seen twice
+among the last few placements seen; MAX_GRAPHS are kept, the least recently
+replayed making room for a new one, and at most MAX_CAPTURES are ever made
+(a capture costs a few op-by-op steps of host time). A loop whose tensors
+never settle stops looking after GIVE_UP_AFTER steps without a replay.
+
+Why a window and eviction: a loop's first steps, or a process whose
+allocator cache is fragmented by earlier work (a test suite's worker, a
+dashboard's second run), can put the tensors somewhere new for a dozen
+steps before they settle. A set of first sightings that filled up and
+stayed full then never saw the settled placement twice, and graphs of the
+drifting placements held every slot: no replay ever (seen on an H200).
 
 The capture runs on a side stream without synchronizing (it records kernels,
 it runs none), so a capture step makes no more device syncs than any other.
@@ -31,6 +40,8 @@ import torch
 from engine.collector import collector_paused
 
 MAX_GRAPHS = 4  # placements kept (each graph's memory is a few small vectors)
+MAX_CAPTURES = 4 * MAX_GRAPHS  # graphs ever captured: a loop cycling through more replays none
+SEEN = 2 * MAX_GRAPHS  # the recent first sightings remembered
 GIVE_UP_AFTER = 64  # steps with no replay before the graphs are dropped
 _DATA_PTR = methodcaller("data_ptr")  # any tensor (tests hand over stand-ins)
 
@@ -50,9 +61,11 @@ class PlacementGraphs:
     def __init__(self, compute: Reductions, capture=None) -> None:
         self.compute = compute
         self._capture = capture or (lambda grads, loss: capture_graph(compute, grads, loss))
-        self._graphs: dict[tuple, tuple] = {}  # placement -> (graph, its output vector)
-        self._seen: set[tuple] = set()  # placements seen once, not yet captured
+        # placement -> (graph, its output vector), the most recently replayed last
+        self._graphs: dict[tuple, tuple] = {}
+        self._seen: dict[tuple, None] = {}  # placements seen once lately, oldest first
         self._since_replay = 0
+        self.captures = 0
         self.active = True
         self.replays = 0
 
@@ -61,27 +74,43 @@ class PlacementGraphs:
         if not self.active:
             return None
         placement = (loss.data_ptr(), *map(_DATA_PTR, grads))
-        hit = self._graphs.get(placement)
-        if hit is None and placement in self._seen and len(self._graphs) < MAX_GRAPHS:
-            self._seen.discard(placement)
-            try:
-                hit = self._capture(grads, loss)
-            except Exception:  # a graph is a speed-up: without one, op by op
-                self.close()
-                return None
-            self._graphs[placement] = hit
+        graphs = self._graphs
+        hit = graphs.pop(placement, None)
         if hit is None:
-            if len(self._seen) < 2 * MAX_GRAPHS:
-                self._seen.add(placement)
-            self._since_replay += 1
-            if self._since_replay > GIVE_UP_AFTER:
-                self.close()
-            return None
+            hit = self._second_sighting(placement, grads, loss)
+            if hit is None:
+                if self.active:
+                    self._since_replay += 1
+                    if self._since_replay > GIVE_UP_AFTER:
+                        self.close()
+                return None
+        graphs[placement] = hit  # (re)inserted last: the most recently replayed
         graph, out = hit
         graph.replay()
         self._since_replay = 0
         self.replays += 1
         return out
+
+    def _second_sighting(self, placement: tuple, grads, loss) -> tuple | None:
+        # A placement's first sighting is remembered; its second captures a
+        # graph for it, making room if need be; None where this step goes op by op.
+        seen = self._seen
+        if placement not in seen:
+            if self.captures < MAX_CAPTURES:
+                seen[placement] = None
+                if len(seen) > SEEN:
+                    del seen[next(iter(seen))]
+            return None
+        del seen[placement]
+        try:
+            hit = self._capture(grads, loss)
+        except Exception:  # a graph is a speed-up: without one, op by op
+            self.close()
+            return None
+        self.captures += 1
+        if len(self._graphs) >= MAX_GRAPHS:
+            del self._graphs[next(iter(self._graphs))]  # the least recently replayed
+        return hit
 
     def close(self) -> None:
         """Drop every graph (their memory goes back) and look no more."""

@@ -73,13 +73,40 @@ def test_a_tensor_elsewhere_is_never_read_by_another_placement_s_graph():
     assert graphs.packed(here, Placed(1)) == "out 1"
 
 
-def test_at_most_max_graphs_placements_are_captured():
+def test_at_most_max_graphs_are_kept_the_least_recently_replayed_making_room():
     captured = []
     graphs = GraphedSentinels(_fake_capture(captured))
-    for k in range(graphed_module.MAX_GRAPHS + 2):
+    extra = 2
+    for k in range(graphed_module.MAX_GRAPHS + extra):
         for _ in range(2):
             graphs.packed([Placed(100 + k)], Placed(1))
-    assert len(captured) == graphed_module.MAX_GRAPHS and graphs.active
+    assert len(captured) == graphed_module.MAX_GRAPHS + extra and graphs.active
+    assert len(graphs._graphs) == graphed_module.MAX_GRAPHS
+    newest = graphed_module.MAX_GRAPHS + extra - 1
+    assert graphs.packed([Placed(100 + newest)], Placed(1)) is not None  # kept
+    assert graphs.packed([Placed(100)], Placed(1)) is None  # the oldest made room
+
+
+def test_a_placement_that_settles_after_a_drift_is_still_captured():
+    # A fragmented allocator can move the tensors for more steps than the
+    # first sightings remembered; the settled placement must still get a graph.
+    captured = []
+    graphs = GraphedSentinels(_fake_capture(captured))
+    for k in range(3 * graphed_module.SEEN):
+        assert graphs.packed([Placed(1000 + k)], Placed(1)) is None
+    settled = [Placed(7)]
+    assert graphs.packed(settled, Placed(1)) is None
+    assert graphs.packed(settled, Placed(1)) is not None
+    assert graphs.replays == 1 and captured == [(1, 7)]
+
+
+def test_a_loop_cycling_through_more_placements_than_graphs_stops_capturing():
+    captured = []
+    graphs = GraphedSentinels(_fake_capture(captured))
+    cycle = graphed_module.MAX_GRAPHS + 1  # each graph is evicted before it comes round again
+    for k in range(10 * graphed_module.MAX_CAPTURES):  # a capture every cycle, uncapped
+        graphs.packed([Placed(100 + k % cycle)], Placed(1))
+    assert len(captured) == graphed_module.MAX_CAPTURES
 
 
 def test_a_loop_whose_tensors_never_settle_stops_looking():
