@@ -28,7 +28,7 @@ import math
 from engine.native_stats import FLOAT32_MAX
 from engine.recording import l2_total, new_step_record
 from engine.records import StepRecord
-from engine.sentinels import packed_from_grads
+from engine.sentinels import packed_from_grads, read_values
 
 
 class PlainLane:
@@ -116,7 +116,7 @@ class ReplayLane:
 
     def record(self, step: int, epoch: int, read) -> StepRecord:
         """The StepRecord of plain step `step`: `read`'s vector read here (the one sync)."""
-        values = read.tolist()
+        values = read_values(read)
         norms = values[1:]
         norm = norms[0] if len(norms) == 1 else l2_total(norms)
         return new_step_record(

@@ -156,6 +156,38 @@ def concatenable(params: list[torch.Tensor]) -> bool:
     )
 
 
+def read_values(vector: torch.Tensor) -> list[float]:
+    """A sentinel vector's values on the host, in the one copy that is the step's sync.
+
+    A GPU's [loss, total norm] pair is read as one complex number: `.item()`
+    copies into a host scalar, where `.tolist()` first allocates a host
+    tensor and copies into it, two more torch calls. On the H200 of session
+    17's profile a host-bound block step read its pair in 60 us by `tolist`
+    and the bare loop its loss in 37 us by `.item()`. A complex's two parts
+    are the floats themselves (float32 widens to float64 exactly; NaN and
+    infinity stay as they are).
+    """
+    if vector.is_cuda:
+        pair = as_pair(vector)
+        if pair is not None:
+            return pair
+    return vector.tolist()
+
+
+def as_pair(vector: torch.Tensor) -> list[float] | None:
+    """A two-float vector's values, read by one `.item()` of it as a complex; else None."""
+    if vector.numel() != 2 or vector.storage_offset() % 2 or not vector.is_contiguous():
+        return None  # (a complex view needs both floats side by side, the first aligned)
+    as_complex = _COMPLEX_OF.get(vector.dtype)
+    if as_complex is None:
+        return None
+    pair = vector.view(as_complex).item()
+    return [pair.real, pair.imag]
+
+
+_COMPLEX_OF = {torch.float32: torch.complex64, torch.float64: torch.complex128}
+
+
 def read_packed(packed: torch.Tensor, extra: torch.Tensor | None = None) -> dict:
     """The found values (loss, raw total) of `packed_sentinels`, read in one copy.
 
@@ -163,7 +195,7 @@ def read_packed(packed: torch.Tensor, extra: torch.Tensor | None = None) -> dict
     """
     n = packed.numel()
     if extra is None:
-        values = packed.tolist()
+        values = read_values(packed)
     else:
         values = torch.cat([packed, extra.detach().reshape(-1).to(packed.dtype)]).tolist()
     norms = values[1:n]
