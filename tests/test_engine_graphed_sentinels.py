@@ -197,6 +197,8 @@ def _assert_same(a, b) -> None:
 class _Output:
     """A replay's output vector, filled when the stand-in graph replays."""
 
+    is_cuda = False  # read by `.tolist()`, as a CPU tensor is
+
     def __init__(self) -> None:
         self.values = None
 
