@@ -184,6 +184,19 @@ def _timed_set(loop: Loop, config: RunConfig, plan: Plan, budget: Budget, quick:
     return ratios, statistics.median(bare_times) / steps * 1000, named
 
 
+def _captures(variant) -> str:
+    # What an engine variant's policy settled at: a reading far off its set's
+    # usual one says first whether the policy captured more than it should.
+    trainer = getattr(variant, "trainer", None)
+    if trainer is None:
+        return ""
+    policy = trainer.policy
+    return (
+        f"; captured stats every ~{policy.stats.period},"
+        f" activations every ~{policy.activations.period} steps"
+    )
+
+
 def _bare_ms(loop: Loop, steps: int) -> float:
     # The bare loop's speed before a model's sets: what a set's own bare blocks
     # are held against, to tell a set taken in one of the machine's slow spells.
@@ -237,7 +250,7 @@ def measure(model: str, quick: bool, emit=None, schedule: Schedule | None = None
                 emit(result)
         for name, values in ratios.items():
             med, spread = median_and_spread(values, 0 if quick else plan.rounds)
-            spread += f"; bare {bare_ms:.3g} ms/step{retried}"
+            spread += f"; bare {bare_ms:.3g} ms/step{retried}{_captures(named[name])}"
             medians[name] = med
             target = _target(name, model)
             result = Result(
