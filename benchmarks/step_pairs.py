@@ -11,10 +11,15 @@ alike, and each round's medians drop the steps a spell did hit.
 
 A probe's hooks cannot come and go between steps, so each variant trains its
 own copy of the model, built from the same seed. Two copies can still differ
-in speed, by where their tensors lie in memory (~1% here). A second bare copy,
-the A/A control, measures that gap. The baseline is the mean of the two bare
-copies, and the gap between them is printed beside each figure: a variant
-whose overhead is no larger than that gap is not resolved.
+in speed, by where their tensors lie in memory (~1% here: the copies made
+later ran faster, which put the probe 1-2% below the bare loop). So the
+copies change hands every round, each variant taking the next one (hooks
+are set up at a round's start), and a run of a multiple of the variants'
+number of rounds gives each variant every copy equally. A second bare
+variant, the A/A control, measures what is left of the gap. The baseline is
+the mean of the two bare variants, and the gap between them is printed
+beside each figure: a variant whose overhead is no larger than that gap is
+not resolved.
 
 Only for models whose tensors fit in the caches. Every step here follows
 other copies' steps, so it starts with cold caches, where a training loop's
@@ -47,17 +52,23 @@ def step_pairs(
 ) -> tuple[dict[str, list[float]], list[float], float]:
     """(per variant its rounds' ratios to the bare copies' mean, the A/A ratios, bare ms a step).
 
-    Each round starts every variant, runs `steps` steps of each, one step of
+    Each round hands each variant the next copy of the model, starts every
+    variant, runs `steps` steps of each, one step of
     each in turn (the order rotating every turn, so no variant always follows
     the same neighbour), and stops them. A round's ratio for a variant is the
     median of its step times over the mean of the two bare copies' medians.
     """
-    variants = {BARE: Bare(Loop(config)), CONTROL: Bare(Loop(config))}
-    variants |= {name: make(Loop(config)) for name, make in factories.items()}
+    loops = [Loop(config) for _ in range(2 + len(factories))]
+    variants = {BARE: Bare(loops[0]), CONTROL: Bare(loops[1])}
+    variants |= {
+        name: make(loop) for (name, make), loop in zip(factories.items(), loops[2:], strict=True)
+    }
     names = list(variants)
     ratios: dict[str, list[float]] = {name: [] for name in factories}
     control, bare_seconds = [], []
-    for _ in budget.rounds(rounds, minimum):
+    for round_number in budget.rounds(rounds, minimum):
+        for index, name in enumerate(names):  # the copies change hands (see above)
+            variants[name].loop = loops[(index + round_number) % len(loops)]
         times = _round(variants, names, steps)
         medians = {name: statistics.median(values) for name, values in times.items()}
         base = (medians[BARE] + medians[CONTROL]) / 2

@@ -21,6 +21,9 @@ class Clock:
         return self.now
 
 
+started: list = []  # (variant, the model copy it started with), in order
+
+
 def _timed(clock: Clock, seconds: float, calls: list, name: str):
     class Timed(Variant):
         def __init__(self, loop) -> None:
@@ -29,6 +32,7 @@ def _timed(clock: Clock, seconds: float, calls: list, name: str):
 
         def start(self) -> None:
             self.starts += 1
+            started.append((name, self.loop))
 
         def stop(self) -> None:
             self.stops += 1
@@ -65,6 +69,19 @@ def test_each_round_steps_every_variant_in_turn_and_rates_it_against_both_bare_c
     assert len(calls) == 3 * per_round
     turns = [tuple(calls[4 + 4 * t : 8 + 4 * t]) for t in range(6)]
     assert len({turn[0] for turn in turns}) > 1  # the order rotates
+
+
+def test_the_model_copies_change_hands_every_round(monkeypatch):
+    clock, calls = Clock(), []
+    monkeypatch.setattr(step_pairs_module, "now", clock)
+    copies = iter(range(100))
+    monkeypatch.setattr(step_pairs_module, "Loop", lambda config: next(copies))
+    monkeypatch.setattr(step_pairs_module, "Bare", _timed(clock, 0.001, calls, "bare"))
+    started.clear()
+    factories = {"a": _timed(clock, 0.001, calls, "a"), "b": _timed(clock, 0.001, calls, "b")}
+    step_pairs(REGRESSION, factories, 2, 4, 4, Budget())
+    for name in ("a", "b"):  # four rounds, four copies: each variant had each once
+        assert sorted(loop for who, loop in started if who == name) == [0, 1, 2, 3]
 
 
 def test_the_budget_cuts_rounds_past_the_minimum(monkeypatch):
