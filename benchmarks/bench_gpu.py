@@ -117,8 +117,9 @@ def overhead(quick: bool, budget: Budget | None = None) -> list[Result]:
     `budget`: the time the four sets may take, a quarter each; past four
     rounds, a set runs only the rounds that fit.
     """
-    from benchmarks.bench_probe import DEFAULTS, PLANS, SETTLE_SECONDS
+    from benchmarks.bench_probe import SETTLE_SECONDS
     from benchmarks.loops import NEVER, Bare, Engine, EngineBare, Loop, Probe, block_runner
+    from benchmarks.probe_plans import DEFAULTS, PLANS
 
     results = []
     schedule = Schedule(budget or Budget(), [1.0] * 4)

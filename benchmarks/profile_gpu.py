@@ -25,8 +25,8 @@ import time
 
 import torch
 
-from benchmarks.bench_probe import PLANS
 from benchmarks.loops import Loop
+from benchmarks.probe_plans import PLANS
 from engine.clipping import ClipStrategy
 from engine.flat_grads import FlatGradients
 from engine.probe import GradientProbe

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 import benchmarks.step_pairs as step_pairs_module
-from benchmarks.bench_probe import REGRESSION
 from benchmarks.common import Budget
 from benchmarks.loops import Variant
+from benchmarks.probe_plans import REGRESSION
 from benchmarks.step_pairs import step_pairs
 
 
