@@ -56,6 +56,11 @@ class Loop:
         """The next batch of the cycle."""
         return next(self._batches)
 
+    def flat_buffer(self) -> FlatGradients | None:
+        """As the Trainer does: a small model's gradients as views of one flat buffer (or None)."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        return FlatGradients(params) if FlatGradients.suits(params) else None
+
     def backward(self, flat: FlatGradients | None = None) -> torch.Tensor:
         """Forward and backward on the next batch, gradients zeroed first; the loss.
 
@@ -123,8 +128,7 @@ class FlatBare(Variant):
     """
 
     def start(self) -> None:
-        params = [p for p in self.loop.model.parameters() if p.requires_grad]
-        self.flat = FlatGradients(params) if FlatGradients.suits(params) else None
+        self.flat = self.loop.flat_buffer()
 
     def stop(self) -> None:
         self.loop.optimizer.zero_grad()  # the next variant starts from autograd's own
@@ -170,10 +174,7 @@ class Probe(Variant):
             for graphs in (self.probe.sentinel_graphs, self.probe._graphed):
                 if graphs is not None:
                     graphs.close()
-        # As the Trainer does: a small model's gradients live in one flat buffer.
-        params = [p for p in self.loop.model.parameters() if p.requires_grad]
-        self.flat = FlatGradients(params) if FlatGradients.suits(params) else None
-        self.probe.flat = self.flat
+        self.flat = self.probe.flat = self.loop.flat_buffer()
 
     def stop(self) -> None:
         self.probe.close()
