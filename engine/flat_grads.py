@@ -185,7 +185,36 @@ class FlatGradients:
         buffer does not hold exactly these parameters' gradients, or without
         the C kernel.
         """
-        # The usual step's checks inline: each call right after backward costs ~1 us.
+        joint = self._compact_joint(params, others)
+        return None if joint is None else joint.flat()
+
+    def compact_reader(self, params: list, others: list):
+        """`compact_values` for a loop's steady state: a callable giving the list or None; or None.
+
+        None where `compact_values` would give None now. Each call checks
+        what that method checks of a step: the first gradient is still its
+        view, and no weight moved. Where either fails it gives None, and the
+        caller goes back to `compact_values`, which rebuilds. Right after
+        backward every lookup misses the caches: on the regression model
+        this saves ~3 us of ~6.
+        """
+        joint = self._compact_joint(params, others)
+        if joint is None:
+            return None
+        first, view = self.params[0], self.views[0]
+        others, pointers, sweep = tuple(others), list(self._other_pointers), joint.flat
+
+        # `_keep`: the sweep's tensors stay alive while it may read them.
+        def read(_keep: TensorSweep = joint) -> list[float] | None:
+            if first.grad is not view or list(map(_DATA_PTR, others)) != pointers:
+                return None
+            return sweep()
+
+        return read
+
+    def _compact_joint(self, params: list, others: list) -> TensorSweep | None:
+        # compact_values' sweep, checked for this step (None where it does not
+        # apply). The checks inline: each call right after backward costs ~1 us.
         if params is not self._holds and not self._holds_now(params):
             return None
         if self.params[0].grad is not self.views[0]:  # attached()
@@ -197,7 +226,7 @@ class FlatGradients:
             joint = self._joint_sweep(others)
             if joint is None:
                 return None
-        return joint.flat()
+        return joint
 
     def _holds_now(self, params: list) -> bool:
         # Whether the buffer holds `params`' gradients now (the list is checked once).

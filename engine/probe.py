@@ -35,7 +35,7 @@ from torch import nn
 
 from engine.activation_tap import ActivationTap
 from engine.clipping import ClipStrategy
-from engine.compact_stats import CompactLayout, CompactStep, compact_found
+from engine.compact_stats import CompactLayout, CompactStep, compact_found, compact_lane
 from engine.general_step import measure
 from engine.graphed_sentinels import GraphedSentinels
 from engine.graphed_stats import GraphedStatistics, GraphedStep, graphable, graphed_found
@@ -73,6 +73,8 @@ class GradientProbe:
         saturating: tuple[float, float] | None = None,
     ) -> None:
         self.model = model
+        self._lane = None  # compact_found's steady state (engine.compact_stats.compact_lane)
+        self._flat = None
         self.clip = clip or ClipStrategy()
         self.capture_every = capture_every
         self.activation_every = activation_every
@@ -99,10 +101,26 @@ class GradientProbe:
         self._pending = None  # what after_backward left for end_step
         self._graphed: GraphedStatistics | None = None  # a GPU's statistics, replayed
         self.sentinel_graphs: GraphedSentinels | None = None  # a GPU's sentinels, replayed
-        self.capture = self.capture_acts = False
+        self.capture = self.capture_acts = self._armed = False
         self.step = 0
-        # The Trainer's flat gradient buffer (engine.flat_grads), when it keeps one.
-        self.flat = None
+
+    @property
+    def flat(self):
+        """The Trainer's flat gradient buffer (engine.flat_grads), when it keeps one; else None."""
+        return self._flat
+
+    @flat.setter
+    def flat(self, flat) -> None:
+        self._flat, self._lane = flat, None
+
+    @property
+    def clip(self) -> ClipStrategy:
+        """How the gradients are clipped between the raw and the applied measurements."""
+        return self._clip
+
+    @clip.setter
+    def clip(self, clip: ClipStrategy) -> None:
+        self._clip, self._lane = clip, None
 
     # -- lifecycle ---------------------------------------------------------
     def __enter__(self) -> GradientProbe:
@@ -147,7 +165,8 @@ class GradientProbe:
         if activations is None:
             activations = step % self.activation_every == 0
         self.capture_acts = activations
-        self.taps.armed = activations
+        if activations or self._armed:  # the hooks' setter costs ~1 us a plain step
+            self.taps.armed = self._armed = activations
 
     def after_backward(self, loss: torch.Tensor | None = None) -> None:
         """Measure the raw gradients, clip them, measure the applied ones.
@@ -159,9 +178,14 @@ class GradientProbe:
         """
         if loss is not None and not self.capture_acts:
             if self.capture:
-                pending = compact_found(self, loss, EAGER_DEVICES)
-                if pending is None and self._graphed is not None:
-                    pending = graphed_found(self, loss)
+                lane = self._lane
+                pending = None if lane is None else lane(loss, EAGER_DEVICES)
+                if pending is None:
+                    pending = compact_found(self, loss, EAGER_DEVICES)
+                    if pending is not None:
+                        self._lane = compact_lane(self)
+                    elif self._graphed is not None:
+                        pending = graphed_found(self, loss)
             else:
                 pending = sentinel_pending(self, loss, EAGER_DEVICES)
             if pending is not None:

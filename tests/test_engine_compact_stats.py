@@ -28,8 +28,11 @@ def _model(seed: int = 0) -> nn.Sequential:
     )
 
 
-def _records(monkeypatch, compact: bool, poison_step: int | None = None, shift: float = 0.0):
+def _records(
+    monkeypatch, compact: bool, poison_step: int | None = None, shift: float = 0.0, change=None
+):
     # Statistics every step (activations on step 0 only), through a flat buffer.
+    # `change(step, model, probe)` runs after backward, before the probe.
     if not compact:
         monkeypatch.setattr(probe_module, "compact_found", lambda *args: None)
     model = _model()
@@ -41,6 +44,8 @@ def _records(monkeypatch, compact: bool, poison_step: int | None = None, shift: 
             model[2].weight.grad[1, 3] = float("inf")
         if shift:  # a gradient whose mean dwarfs its spread
             model[4].weight.grad.add_(shift)
+        if change is not None:
+            change(step, model, probe)
 
     with GradientProbe(model, capture_every=1, activation_every=1 << 30, lr=0.05) as probe:
         probe.flat = buffer
@@ -100,6 +105,61 @@ def test_a_non_finite_step_goes_the_eager_way_and_counts(monkeypatch):
     assert broken.layers["2"].grad_nonfinite == 1.0
     assert broken.grad_norm == math.inf
     assert type(records[1].layers) is CompactLayers
+
+
+@needs_kernel
+def test_a_weight_given_new_storage_mid_run_is_read_where_it_is_now(monkeypatch):
+    # From step 2 on the probe's lane reads the sweep (compact_lane); a weight
+    # moved on step 3 must not leave it reading the old one's memory.
+    def move(step, model, probe):
+        if step == 3:
+            model[2].weight.data = model[2].weight.data * 3
+
+    compact = _records(monkeypatch, True, change=move)
+    eager = _records(monkeypatch, False, change=move)
+    assert [type(r.layers) is CompactLayers for r in compact] == [False] + [True] * 5
+    for a, b in zip(compact, eager, strict=True):
+        for name in b.layers:
+            want = b.layers[name].update_ratio
+            assert a.layers[name].update_ratio == pytest.approx(want, rel=1e-6), (a.step, name)
+    before, after = compact[2].layers["2"], compact[3].layers["2"]
+    assert after.update_ratio < before.update_ratio / 2  # the weight's norm tripled
+
+
+@needs_kernel
+def test_a_buffer_or_clip_replaced_mid_run_ends_the_compact_steps(monkeypatch):
+    from engine.clipping import make_clip
+
+    def replace_buffer(step, model, probe):
+        if step == 3:
+            probe.flat = None
+
+    def replace_clip(step, model, probe):
+        if step == 3:
+            probe.clip = make_clip("value", clip_value=1e-4)
+            probe.clip.attach(probe.params)
+
+    for change in (replace_buffer, replace_clip):
+        records = _records(monkeypatch, True, change=change)
+        kinds = [type(r.layers) is CompactLayers for r in records]
+        assert kinds == [False, True, True, False, False, False], change.__name__
+    clipped = records[4]
+    assert clipped.clipped_frac > 0 and clipped.grad_norm_clipped < clipped.grad_norm
+
+
+@needs_kernel
+def test_a_gradient_swapped_out_of_the_buffer_takes_the_eager_path(monkeypatch):
+    def swap(step, model, probe):
+        if step == 3:  # the buffer no longer holds the first gradient (FlatGradients.attached)
+            model[0].weight.grad = model[0].weight.grad.clone()
+
+    compact = _records(monkeypatch, True, change=swap)
+    eager = _records(monkeypatch, False, change=swap)
+    kinds = [type(r.layers) is CompactLayers for r in compact]
+    assert kinds == [False, True, True, False, True, True]  # zero() re-attaches it
+    for a, b in zip(compact, eager, strict=True):
+        assert a.loss == b.loss
+        assert a.layers["0"].grad_norm == pytest.approx(b.layers["0"].grad_norm, rel=1e-6)
 
 
 @needs_kernel
