@@ -20,7 +20,8 @@ gradient aside, no activation capture on the step, and every number finite.
 Anything else (a NaN step above all) goes the probe's general way, which
 counts non-finite elements and recomputes from the tensors. After a step
 taken this way the probe keeps a `compact_lane`: the same checks, less
-what holds for the whole run, at ~4 us less a step right after backward.
+what holds for the whole run (on the regression model, 10-12 us right
+after backward against `compact_found`'s ~15).
 """
 
 from __future__ import annotations
