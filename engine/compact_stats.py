@@ -161,6 +161,15 @@ class CompactStep:
         )  # fmt: skip
 
 
+def _compact_buffer(probe):
+    # The probe's flat buffer where its run suits the compact path (a clip
+    # strategy that leaves the raw gradients in `.grad`), else None.
+    flat, clip = probe.flat, probe.clip
+    if flat is None or clip.changes_gradients or not clip.raw_is_grad:
+        return None
+    return flat
+
+
 def compact_found(probe, loss: torch.Tensor, eager_devices: set[str]) -> CompactStep | None:
     """A statistics step's numbers in one C call; None where the compact path does not apply.
 
@@ -168,10 +177,8 @@ def compact_found(probe, loss: torch.Tensor, eager_devices: set[str]) -> Compact
     not activations). None also when the loss or any number is not finite:
     the general path then counts and recomputes from the tensors.
     """
-    flat, clip = probe.flat, probe.clip
-    if flat is None or clip.changes_gradients or not clip.raw_is_grad:
-        return None
-    if flat.device_type not in eager_devices:
+    flat = _compact_buffer(probe)
+    if flat is None or flat.device_type not in eager_devices:
         return None
     values = flat.compact_values(probe.params, probe.layer_params)
     if values is None:
@@ -193,8 +200,8 @@ def compact_lane(probe):
     the gradients (FlatGradients.compact_reader), every number is finite. A
     call's None sends the step to `compact_found`.
     """
-    flat, clip = probe.flat, probe.clip
-    if flat is None or clip.changes_gradients or not clip.raw_is_grad:
+    flat = _compact_buffer(probe)
+    if flat is None:
         return None
     read = flat.compact_reader(probe.params, probe.layer_params)
     if read is None:
