@@ -19,16 +19,17 @@ __all__ = ["GIVE_UP_AFTER", "MAX_CAPTURES", "MAX_GRAPHS", "SEEN", "GraphedSentin
 class GraphedSentinels(PlacementGraphs):
     """[loss, total gradient norm] of a sentinel step, by graph replay where the tensors allow.
 
-    `packed(grads, loss)` gives the device vector that engine.sentinels.read_packed
-    reads, or None where this step must go op by op. `capture` stands in
+    `packed(grads, loss)` gives the replay's output that engine.sentinels.read_packed
+    reads (a HostCopy of the vector, engine.host_copy, or the vector itself),
+    or None where this step must go op by op. `capture` stands in
     for the CUDA capture in tests (see PlacementGraphs).
     """
 
     def __init__(self, capture=None) -> None:
         super().__init__(_loss_and_total, capture)
 
-    def packed(self, grads: list[torch.Tensor], loss: torch.Tensor) -> torch.Tensor | None:
-        """This step's [loss, norm] vector from a replay, or None (go op by op)."""
+    def packed(self, grads: list[torch.Tensor], loss: torch.Tensor):
+        """This step's [loss, norm] from a replay (a HostCopy or a vector), or None (op by op)."""
         return self.replayed(grads, loss)
 
 

@@ -27,6 +27,7 @@ import math
 import torch
 
 from engine.compact_stats import CompactLayers, CompactLayout
+from engine.host_copy import device_vector
 from engine.placement_graphs import PlacementGraphs
 from engine.readout import counts_where_broken
 from engine.recording import make_record, new_step_record, safe_ratio
@@ -166,13 +167,16 @@ class GraphedStep:
         self, probe, loss: torch.Tensor, epoch: int, extra: torch.Tensor | None = None
     ) -> StepRecord:
         """`probe`'s record of this step, from one read of the vector (and loss, and extra)."""
-        vector = self.vector
-        parts = [vector]
-        if not self.with_loss:
-            parts.append(loss.detach().reshape(1))
-        if extra is not None:
-            parts.append(extra.detach().reshape(-1))
-        values = vector.tolist() if len(parts) == 1 else torch.cat(parts).tolist()
+        vector = self.vector  # the device vector, or a replay's HostCopy of it
+        if self.with_loss and extra is None:
+            values = vector.tolist()
+        else:
+            parts = [device_vector(vector)]
+            if not self.with_loss:
+                parts.append(loss.detach().reshape(1))
+            if extra is not None:
+                parts.append(extra.detach().reshape(-1))
+            values = torch.cat(parts).tolist()
         n = vector.numel()
         v, tail = values[:n], values[n:]
         loss_value = v[0] if self.with_loss else tail.pop(0)

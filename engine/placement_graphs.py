@@ -38,6 +38,7 @@ from operator import methodcaller
 import torch
 
 from engine.collector import collector_paused
+from engine.host_copy import HostCopy
 
 MAX_GRAPHS = 4  # placements kept (each graph's memory is a few small vectors)
 MAX_CAPTURES = 4 * MAX_GRAPHS  # graphs ever captured: a loop cycling through more replays none
@@ -52,10 +53,11 @@ Reductions = Callable[[list, torch.Tensor], torch.Tensor]
 class PlacementGraphs:
     """`compute(grads, loss)` by graph replay where the step's tensors allow.
 
-    `replayed(grads, loss)` gives the replayed graph's output vector, or None
-    where this step must go op by op (no graph for where its tensors are, or
-    the graphs were given up). `capture(grads, loss)` makes a replayable
-    (graph, output) of `compute` for these tensors; tests stand in for it off CUDA.
+    `replayed(grads, loss)` gives the replayed graph's output (a HostCopy of
+    its vector, engine.host_copy, or the vector), or None where this step
+    must go op by op (no graph for where its tensors are, or the graphs were
+    given up). `capture(grads, loss)` makes a replayable (graph, output) of
+    `compute` for these tensors; tests stand in for it off CUDA.
     """
 
     def __init__(self, compute: Reductions, capture=None) -> None:
@@ -69,8 +71,8 @@ class PlacementGraphs:
         self.active = True
         self.replays = 0
 
-    def replayed(self, grads: list[torch.Tensor], loss: torch.Tensor) -> torch.Tensor | None:
-        """This step's output vector from a replay, or None (go op by op)."""
+    def replayed(self, grads: list[torch.Tensor], loss: torch.Tensor):
+        """This step's output from a replay (a HostCopy or a vector), or None (go op by op)."""
         if not self.active:
             return None
         placement = (loss.data_ptr(), *map(_DATA_PTR, grads))
@@ -123,6 +125,12 @@ class PlacementGraphs:
 def capture_graph(compute: Reductions, grads: list[torch.Tensor], loss: torch.Tensor) -> tuple:
     """(graph, output) of `compute` over these very tensors, captured on a side stream.
 
+    The output is a HostCopy (engine.host_copy) where a pinned host vector can
+    be had: the graph ends by copying its vector there, and the step's read
+    is a wait and a numpy read, no torch operator. Where a capture with that
+    copy fails, the graph is captured again without it, and the output is
+    the device vector, read as a tensor is.
+
     No synchronization: the side stream waits on the current one by an event,
     runs the reductions once (the warm-up torch.cuda.graphs asks for), and
     capturing runs nothing. The cyclic collector is off meanwhile: CUDA
@@ -133,13 +141,32 @@ def capture_graph(compute: Reductions, grads: list[torch.Tensor], loss: torch.Te
     current = torch.cuda.current_stream(device)
     side = torch.cuda.Stream(device=device)
     side.wait_stream(current)
-    graph = torch.cuda.CUDAGraph()
     with collector_paused(), torch.cuda.stream(side):
-        compute(grads, loss)  # warm-up off the capture, as torch.cuda.graphs asks
-        graph.capture_begin(capture_error_mode="thread_local")
-        try:
-            out = compute(grads, loss)
-        finally:
-            graph.capture_end()
+        host = HostCopy.pinned_for(compute(grads, loss))  # the warm-up, off the capture
+        graph, out = None, None
+        if host is not None and _PINNED_COPIES["work"]:
+            try:
+                graph, out = _captured(compute, grads, loss, host)
+            except RuntimeError:  # this torch cannot capture the copy: read as a tensor
+                _PINNED_COPIES["work"] = False
+        if graph is None:
+            graph, out = _captured(compute, grads, loss, None)
     current.wait_stream(side)
     return graph, out
+
+
+# Whether captures with a pinned copy succeed here; the first failure says no for the process.
+_PINNED_COPIES = {"work": True}
+
+
+def _captured(compute: Reductions, grads: list, loss: torch.Tensor, host) -> tuple:
+    # One capture of `compute`, ending with the copy into `host` where given.
+    graph = torch.cuda.CUDAGraph()
+    graph.capture_begin(capture_error_mode="thread_local")
+    try:
+        out = compute(grads, loss)
+        if host is not None:
+            host.copy_(out, non_blocking=True)
+    finally:
+        graph.capture_end()
+    return graph, (out if host is None else HostCopy(out, host))

@@ -15,6 +15,7 @@ from operator import attrgetter, is_
 
 import torch
 
+from engine.host_copy import HostCopy, device_vector
 from engine.readout import ReadQueue, store
 from engine.recording import l2_total
 from engine.stats import cpu_norm
@@ -167,8 +168,11 @@ def read_values(vector: torch.Tensor) -> list[float]:
     17's profile a host-bound block step read its pair in 60 us by `tolist`
     and the bare loop its loss in 37 us by `.item()`. A complex's two parts
     are the floats themselves (float32 widens to float64 exactly; NaN and
-    infinity stay as they are).
+    infinity stay as they are). A replay's HostCopy (engine.host_copy) is
+    read from its pinned host vector after one wait, with no torch operator.
     """
+    if type(vector) is HostCopy:
+        return vector.tolist()
     if vector.is_cuda:
         pair = as_pair(vector)
         if pair is not None:
@@ -199,7 +203,8 @@ def read_packed(packed: torch.Tensor, extra: torch.Tensor | None = None) -> dict
     if extra is None:
         values = read_values(packed)
     else:
-        values = torch.cat([packed, extra.detach().reshape(-1).to(packed.dtype)]).tolist()
+        vector = device_vector(packed)
+        values = torch.cat([vector, extra.detach().reshape(-1).to(vector.dtype)]).tolist()
     norms = values[1:n]
     total = norms[0] if len(norms) == 1 else l2_total(norms)
     found = {"present": (), "loss": values[:1], "raw_total": [total]}
