@@ -67,7 +67,9 @@ def test_a_host_copy_reads_its_floats_exactly_after_one_wait(waits, dtype):
 
 def test_only_a_cuda_float_vector_gets_a_pinned_twin():
     assert HostCopy.pinned_for(torch.zeros(3)) is None  # not on CUDA
-    assert HostCopy.pinned_for(torch.zeros(3, dtype=torch.bfloat16)) is None  # numpy has no bfloat16
+    assert (
+        HostCopy.pinned_for(torch.zeros(3, dtype=torch.bfloat16)) is None
+    )  # numpy has no bfloat16
     assert HostCopy.pinned_for(torch.zeros(2, 2)) is None
 
 
