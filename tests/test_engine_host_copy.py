@@ -145,6 +145,8 @@ def test_on_cuda_a_replay_s_host_copy_holds_its_values_read_in_one_sync():
     grads, loss = _cuda_tensors()
     graph, out = capture_graph(_norms, grads, loss)
     assert type(out) is HostCopy
+    graph.replay()
+    out.tolist()  # the first read of a stream builds its Stream object
     for value in (1.5, float("nan"), float("inf")):
         loss.fill_(value)
         grads[0].mul_(2.0)
