@@ -71,14 +71,18 @@ def current_stream(device: int) -> torch.cuda.Stream:
     `torch.cuda.current_stream()` builds one (~5 us quiet, more right after
     backward); the raw handle is one C call, and the Stream made for it is kept.
     """
-    raw = _raw_stream(device)
-    stream = _STREAMS.get((device, raw))
+    stream = _STREAMS.get((device, _raw_stream(device)))
     if stream is None:
         stream = torch.cuda.current_stream(device)
-        if len(_STREAMS) >= _STREAMS_KEPT:
-            _STREAMS.clear()
-        _STREAMS[(device, stream.cuda_stream)] = stream
+        keep_stream(stream)
     return stream
+
+
+def keep_stream(stream: torch.cuda.Stream) -> None:
+    """Keep `stream` for `current_stream` (a capture keeps the stream its replays will likely run on)."""
+    if len(_STREAMS) >= _STREAMS_KEPT:
+        _STREAMS.clear()
+    _STREAMS[(stream.device.index, stream.cuda_stream)] = stream
 
 
 def _raw_handle(device: int) -> int:

@@ -38,7 +38,7 @@ from operator import methodcaller
 import torch
 
 from engine.collector import collector_paused
-from engine.host_copy import HostCopy
+from engine.host_copy import HostCopy, keep_stream
 
 MAX_GRAPHS = 4  # placements kept (each graph's memory is a few small vectors)
 MAX_CAPTURES = 4 * MAX_GRAPHS  # graphs ever captured: a loop cycling through more replays none
@@ -139,6 +139,7 @@ def capture_graph(compute: Reductions, grads: list[torch.Tensor], loss: torch.Te
     """
     device = loss.device
     current = torch.cuda.current_stream(device)
+    keep_stream(current)  # a read's wait then finds its Stream object made
     side = torch.cuda.Stream(device=device)
     side.wait_stream(current)
     with collector_paused(), torch.cuda.stream(side):
