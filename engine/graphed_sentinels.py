@@ -11,9 +11,23 @@ from __future__ import annotations
 
 import torch
 
-from engine.placement_graphs import GIVE_UP_AFTER, MAX_CAPTURES, MAX_GRAPHS, SEEN, PlacementGraphs
+from engine.placement_graphs import (
+    GIVE_UP_AFTER,
+    MAX_CAPTURES,
+    MAX_GRAPHS,
+    REPLAYS_PER_CAPTURE,
+    SEEN,
+    PlacementGraphs,
+)
 
-__all__ = ["GIVE_UP_AFTER", "MAX_CAPTURES", "MAX_GRAPHS", "SEEN", "GraphedSentinels"]
+__all__ = [
+    "GIVE_UP_AFTER",
+    "MAX_CAPTURES",
+    "MAX_GRAPHS",
+    "REPLAYS_PER_CAPTURE",
+    "SEEN",
+    "GraphedSentinels",
+]
 
 
 class GraphedSentinels(PlacementGraphs):

@@ -100,13 +100,20 @@ def test_a_placement_that_settles_after_a_drift_is_still_captured():
     assert graphs.replays == 1 and captured == [(1, 7)]
 
 
-def test_a_loop_cycling_through_more_placements_than_graphs_stops_capturing():
+def test_a_loop_cycling_through_more_placements_than_graphs_captures_no_faster_than_it_earns():
     captured = []
     graphs = GraphedSentinels(_fake_capture(captured))
-    cycle = graphed_module.MAX_GRAPHS + 1  # each graph is evicted before it comes round again
-    for k in range(10 * graphed_module.MAX_CAPTURES):  # a capture every cycle, uncapped
+    cycle = graphed_module.MAX_GRAPHS + 1  # one graph is evicted before it comes round again
+    steps = 100 * graphed_module.MAX_CAPTURES
+    for k in range(steps):
         graphs.packed([Placed(100 + k % cycle)], Placed(1))
-    assert len(captured) == graphed_module.MAX_CAPTURES
+    settled = graphs.replays - len(captured)  # replays of graphs captured on earlier steps
+    earned = settled // graphed_module.REPLAYS_PER_CAPTURE
+    assert len(captured) <= graphed_module.MAX_CAPTURES + earned
+    # A capture costs a few steps: past the credit in hand, rare.
+    assert len(captured) - graphed_module.MAX_CAPTURES <= steps // (
+        graphed_module.REPLAYS_PER_CAPTURE + 1
+    )
 
 
 def test_a_loop_whose_tensors_never_settle_stops_looking():
@@ -241,3 +248,30 @@ def test_on_cuda_replayed_sentinels_match_op_by_op():
     assert math.isnan(replayed[30].grad_norm)
     for a, b in zip(op_by_op, replayed, strict=True):
         _assert_same(a, b)
+
+
+def test_a_loop_whose_tensors_move_now_and_then_keeps_replaying_all_run():
+    # Another run in the process moves this one's tensors every hundred steps.
+    captured = []
+    graphs = GraphedSentinels(_fake_capture(captured))
+    moves, stretch = 3 * graphed_module.MAX_CAPTURES, 100
+    for k in range(moves * stretch):
+        graphs.packed([Placed(1000 + k // stretch)], Placed(1))
+    assert graphs.active and len(captured) == moves
+    assert graphs.replays == moves * (stretch - 1)  # every step but a placement's first
+
+
+def test_captures_are_earned_back_by_replays_of_graphs_captured_earlier():
+    captured = []
+    graphs = GraphedSentinels(_fake_capture(captured))
+    for k in range(graphed_module.MAX_CAPTURES):  # each placement seen twice: every capture spent
+        for _ in range(2):
+            assert graphs.packed([Placed(100 + k)], Placed(1)) is not None or _ == 0
+    settled, newcomer = [Placed(100 + graphed_module.MAX_CAPTURES - 1)], [Placed(7)]
+    for _ in range(2):
+        assert graphs.packed(newcomer, Placed(1)) is None  # no capture left for it
+    for _ in range(graphed_module.REPLAYS_PER_CAPTURE):  # replays of a graph captured earlier
+        assert graphs.packed(settled, Placed(1)) is not None
+    graphs.packed(newcomer, Placed(1))
+    assert graphs.packed(newcomer, Placed(1)) is not None  # a capture earned back
+    assert len(captured) == graphed_module.MAX_CAPTURES + 1
