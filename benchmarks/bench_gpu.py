@@ -16,6 +16,7 @@ Run alone: `.venv/bin/python -m benchmarks.bench_gpu [--quick]`.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import sys
 import warnings
@@ -118,7 +119,16 @@ def overhead(quick: bool, budget: Budget | None = None) -> list[Result]:
     rounds, a set runs only the rounds that fit.
     """
     from benchmarks.bench_probe import SETTLE_SECONDS
-    from benchmarks.loops import NEVER, Bare, Engine, EngineBare, Loop, Probe, block_runner
+    from benchmarks.loops import (
+        NEVER,
+        Bare,
+        Engine,
+        EngineBare,
+        Loop,
+        Probe,
+        block_runner,
+        replays,
+    )
     from benchmarks.probe_plans import DEFAULTS, PLANS
 
     results = []
@@ -135,23 +145,34 @@ def overhead(quick: bool, budget: Budget | None = None) -> list[Result]:
         engine = Engine(config)
         for budgeted in (policy, engine):  # a long run's steady state, as in bench_probe
             budgeted.settle(SETTLE_SECONDS)
-        runners = {
-            "sentinels only": block_runner(Probe(loop, NEVER, NEVER), steps),
+        probes = {
+            "sentinels only": Probe(loop, NEVER, NEVER),
             # The same steps without engine.placement_graphs' replays, side by side.
-            "sentinels only, op by op": block_runner(
-                Probe(loop, NEVER, NEVER, graphs=False), steps
-            ),
-            "stats every step": block_runner(Probe(loop, 1, NEVER), steps),
-            "stats every step, op by op": block_runner(Probe(loop, 1, NEVER, graphs=False), steps),
-            "default policy": block_runner(policy, steps),
+            "sentinels only, op by op": Probe(loop, NEVER, NEVER, graphs=False),
+            "stats every step": Probe(loop, 1, NEVER),
+            "stats every step, op by op": Probe(loop, 1, NEVER, graphs=False),
+            "default policy": policy,
         }
-        results += _ratios(model, bare, runners, rounds, steps, schedule.next())
+        runners = {name: block_runner(probe, steps) for name, probe in probes.items()}
+        # How often the graphs applied: graphs given up read as op by op.
+        timed = _ratios(model, bare, runners, rounds, steps, schedule.next())
+        results += [
+            _replayed(result, probe.replays, probe.step_index)
+            for result, probe in zip(timed, probes.values(), strict=True)
+        ]
         engine_step = {"engine step, default policy": block_runner(engine, steps)}
-        results += _ratios(
+        (timed,) = _ratios(
             model, block_runner(EngineBare(config), steps), engine_step, rounds, steps,
             schedule.next(),
         )  # fmt: skip
+        trainer = engine.trainer
+        results.append(_replayed(timed, replays(trainer.probe), trainer.step_index))
     return results
+
+
+def _replayed(result: Result, replayed: int, steps: int) -> Result:
+    # `result` with how many of its variant's steps a CUDA graph replayed.
+    return dataclasses.replace(result, note=f"{result.note}; {replayed} of {steps} steps replayed")
 
 
 def _ratios(

@@ -159,6 +159,7 @@ class Probe(Variant):
         super().__init__(loop)
         self.capture_every, self.activation_every = capture_every, activation_every
         self.graphs = graphs
+        self.replays = 0  # steps a CUDA graph replayed (sentinels or statistics), all blocks
         self.policy = CapturePolicy(capture_every, activation_every) if budgeted else None
         self.probe: GradientProbe | None = None
 
@@ -177,6 +178,7 @@ class Probe(Variant):
         self.flat = self.probe.flat = self.loop.flat_buffer()
 
     def stop(self) -> None:
+        self.replays += replays(self.probe)
         self.probe.close()
         self.loop.optimizer.zero_grad()  # the next variant starts from autograd's own
 
@@ -203,6 +205,13 @@ class Probe(Variant):
         measuring += time.perf_counter() - measured
         policy.done(self.step_index, (probe.capture, acts), start, measuring)
         self.step_index += 1
+
+
+def replays(probe: GradientProbe) -> int:
+    """Steps whose sentinels or statistics `probe` took by a CUDA graph's replay, so far."""
+    stats = probe._graphed
+    kept = [probe.sentinel_graphs, None if stats is None else stats.graphs]
+    return sum(graphs.replays for graphs in kept if graphs is not None)
 
 
 class EngineBare(Variant):
