@@ -157,7 +157,7 @@ def overhead(quick: bool, budget: Budget | None = None) -> list[Result]:
         # How often the graphs applied: graphs given up read as op by op.
         timed = _ratios(model, bare, runners, rounds, steps, schedule.next())
         results += [
-            _replayed(result, probe.replays, probe.step_index)
+            _replayed(result, probe.replays, probe.step_index, probe.policy)
             for result, probe in zip(timed, probes.values(), strict=True)
         ]
         engine_step = {"engine step, default policy": block_runner(engine, steps)}
@@ -166,13 +166,20 @@ def overhead(quick: bool, budget: Budget | None = None) -> list[Result]:
             schedule.next(),
         )  # fmt: skip
         trainer = engine.trainer
-        results.append(_replayed(timed, replays(trainer.probe), trainer.step_index))
+        results.append(_replayed(timed, replays(trainer.probe), trainer.step_index, trainer.policy))
     return results
 
 
-def _replayed(result: Result, replayed: int, steps: int) -> Result:
-    # `result` with how many of its variant's steps a CUDA graph replayed.
-    return dataclasses.replace(result, note=f"{result.note}; {replayed} of {steps} steps replayed")
+def _replayed(result: Result, replayed: int, steps: int, policy=None) -> Result:
+    # `result` with how many of its variant's steps a CUDA graph replayed, and
+    # where a time-budgeted policy decided the captures, how often each tier came.
+    note = f"{result.note}; {replayed} of {steps} steps replayed"
+    if policy is not None:
+        note += (
+            f"; captured stats every ~{policy.stats.period},"
+            f" activations every ~{policy.activations.period} steps"
+        )
+    return dataclasses.replace(result, note=note)
 
 
 def _ratios(
