@@ -150,6 +150,9 @@ def overhead(quick: bool, budget: Budget | None = None) -> list[Result]:
             # The same steps without engine.placement_graphs' replays, side by side.
             "sentinels only, op by op": Probe(loop, NEVER, NEVER, graphs=False),
             "stats every step": Probe(loop, 1, NEVER),
+            # One probe for every block, as a user's loop keeps it: what a
+            # probe's first steps and captures cost each block, side by side.
+            "stats every step, one probe kept": Probe(loop, 1, NEVER, kept=True),
             "stats every step, op by op": Probe(loop, 1, NEVER, graphs=False),
             "default policy": policy,
         }

@@ -145,6 +145,9 @@ class Probe(Variant):
 
     With `budgeted`, statistics and activation steps follow the Trainer's
     time-budgeted policy (engine.policy) instead of the plain every-k rules.
+    A probe is made for each block (the other variants share the model), so
+    a block pays what a probe's first steps cost; with `kept`, one probe
+    serves every block, as in a user's loop, its hooks removed in between.
     """
 
     def __init__(
@@ -154,16 +157,21 @@ class Probe(Variant):
         activation_every: int,
         budgeted: bool = False,
         graphs: bool = True,
+        kept: bool = False,
     ) -> None:
         """`graphs=False`: a GPU's steps op by op, not replayed (an A/B of the graphs)."""
         super().__init__(loop)
         self.capture_every, self.activation_every = capture_every, activation_every
-        self.graphs = graphs
+        self.graphs, self.kept = graphs, kept
         self.replays = 0  # steps a CUDA graph replayed (sentinels or statistics), all blocks
         self.policy = CapturePolicy(capture_every, activation_every) if budgeted else None
         self.probe: GradientProbe | None = None
 
     def start(self) -> None:
+        if self.kept and self.probe is not None:
+            self.probe.taps.attach()
+            self.probe.clip.attach(self.probe.params)
+            return  # its flat buffer re-attaches its views when it zeroes them
         self.probe = GradientProbe(
             self.loop.model,
             clip=ClipStrategy(),
@@ -178,8 +186,13 @@ class Probe(Variant):
         self.flat = self.probe.flat = self.loop.flat_buffer()
 
     def stop(self) -> None:
-        self.replays += replays(self.probe)
-        self.probe.close()
+        if self.kept:  # its graphs stay; their replays are counted once, at the end
+            self.probe.taps.close()
+            self.probe.clip.close()
+            self.replays = replays(self.probe)
+        else:
+            self.replays += replays(self.probe)
+            self.probe.close()
         self.loop.optimizer.zero_grad()  # the next variant starts from autograd's own
 
     def step(self) -> None:

@@ -1,0 +1,47 @@
+"""The benchmarks' probe variant (benchmarks/loops.py): a probe made per block, or one kept."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.loops import NEVER, Loop, Probe
+from benchmarks.probe_plans import REGRESSION
+
+
+def _blocks(*variants, steps: int = 2) -> None:
+    for variant in variants:
+        variant.start()
+        for _ in range(steps):
+            variant.step()
+        variant.stop()
+
+
+def test_a_kept_probe_serves_every_block_and_measures_its_own_steps():
+    loop = Loop(REGRESSION)
+    kept, fresh = Probe(loop, 1, NEVER, kept=True), Probe(loop, 1, NEVER)
+    kept.start()
+    probe = kept.probe
+    kept.stop()
+    _blocks(kept, fresh, kept)  # another probe's blocks between its own
+    assert kept.probe is probe and fresh.probe is not probe
+    assert kept.step_index == 4 and kept.replays == 0  # no CUDA graphs on the CPU
+    # A step of its own after the other's: its record holds this step's gradients.
+    kept.start()
+    probe.begin_step(kept.step_index)
+    loss = loop.backward(kept.flat)
+    probe.after_backward(loss)
+    norms = [p.grad.norm().item() for p in probe.layer_params]
+    loop.optimizer.step()
+    record = probe.end_step(loss, 0)
+    kept.stop()
+    assert [record.layers[n].raw_grad_norm for n in probe.layer_names] == pytest.approx(norms)
+    assert record.loss == pytest.approx(loss.item())
+
+
+def test_a_probe_made_per_block_is_closed_after_it():
+    loop = Loop(REGRESSION)
+    fresh = Probe(loop, 1, NEVER)
+    _blocks(fresh)
+    first = fresh.probe
+    _blocks(fresh)
+    assert fresh.probe is not first and fresh.step_index == 4
