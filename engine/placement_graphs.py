@@ -165,9 +165,10 @@ def capture_graph(compute: Reductions, grads: list[torch.Tensor], loss: torch.Te
     side = torch.cuda.Stream(device=device)
     side.wait_stream(current)
     with collector_paused(), torch.cuda.stream(side):
-        host = HostCopy.pinned_for(compute(grads, loss))  # the warm-up, off the capture
+        warm = compute(grads, loss)  # the warm-up, off the capture, as torch.cuda.graphs asks
+        host = HostCopy.pinned_for(warm) if _PINNED_COPIES["work"] else None
         graph, out = None, None
-        if host is not None and _PINNED_COPIES["work"]:
+        if host is not None:
             try:
                 graph, out = _captured(compute, grads, loss, host)
             except RuntimeError:  # this torch cannot capture the copy: read as a tensor
