@@ -146,11 +146,8 @@ def overhead(quick: bool, budget: Budget | None = None) -> list[Result]:
             loop, DEFAULTS.capture_every, DEFAULTS.activation_every, budgeted=True, kept=True
         )
         engine = Engine(config)
-        for budgeted in (
-            policy,
-            kept_policy,
-            engine,
-        ):  # a long run's steady state, as in bench_probe
+        # A long run's steady state, as in bench_probe.
+        for budgeted in (policy, kept_policy, engine):
             budgeted.settle(SETTLE_SECONDS)
         probes = {
             "sentinels only": Probe(loop, NEVER, NEVER),

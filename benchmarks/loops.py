@@ -75,9 +75,12 @@ class Loop:
         loss.backward()
         return loss
 
-    def bare_step(self) -> float:
-        """One plain step; the loss is read as any training loop logs it."""
-        loss = self.backward()
+    def bare_step(self, flat: FlatGradients | None = None) -> float:
+        """One plain step; the loss is read as any training loop logs it.
+
+        With `flat`, the gradients are zeroed in that buffer (see `backward`).
+        """
+        loss = self.backward(flat)
         self.optimizer.step()
         return loss.item()
 
@@ -134,9 +137,7 @@ class FlatBare(Variant):
         self.loop.optimizer.zero_grad()  # the next variant starts from autograd's own
 
     def step(self) -> None:
-        loss = self.loop.backward(self.flat)
-        self.loop.optimizer.step()
-        loss.item()
+        self.loop.bare_step(self.flat)
         self.step_index += 1
 
 
