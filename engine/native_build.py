@@ -27,18 +27,21 @@ PLAIN_FLAGS = [flag for flag in FLAGS if flag != "-march=native"]
 COMPILE_SECONDS = 20  # a build takes ~0.3 s; a compiler that hangs costs no more than this
 
 
-def built_library(name: str, source: str, flags: list[str], depends: str = "") -> Path | None:
+def built_library(
+    name: str, source: str, flags: list[str], depends: str = "", optional: list[str] = ()
+) -> Path | None:
     """The shared library `name`-<hash>.so built from C `source`, from the cache or compiled now.
 
     `flags` come after FLAGS (include directories); `depends` is anything
-    else the build depends on, for its name. None without a compiler or
-    when the build fails.
+    else the build depends on, for its name; `optional` flags are tried
+    first and left out where the compiler rejects them (OpenMP). None
+    without a compiler or when the build fails.
     """
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         return None
     key = hashlib.sha256(
-        "\0".join([source, *FLAGS, *flags, depends, _cpu_signature()]).encode()
+        "\0".join([source, *FLAGS, *flags, *optional, depends, _cpu_signature()]).encode()
     ).hexdigest()
     path = _cache_dir() / f"{name}-{key[:16]}.so"
     if path.exists():
@@ -48,7 +51,8 @@ def built_library(name: str, source: str, flags: list[str], depends: str = "") -
         source_file = Path(work) / f"{name}.c"
         source_file.write_text(source)
         output = Path(work) / path.name
-        for base in (FLAGS, PLAIN_FLAGS):
+        tries = [(*FLAGS, *optional), tuple(FLAGS), (*PLAIN_FLAGS, *optional), tuple(PLAIN_FLAGS)]
+        for base in dict.fromkeys(tries):  # each distinct set of flags once, in order
             done = subprocess.run(
                 [compiler, *base, *flags, str(source_file), "-o", str(output), "-lm"],
                 capture_output=True,

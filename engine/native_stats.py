@@ -34,6 +34,12 @@ def sweep_kernel():
     return _library()
 
 
+def threaded_sweep() -> bool:
+    """Whether the kernel's large sweeps run on torch's threads (engine.native_kernel)."""
+    kernel = _library()
+    return kernel is not None and kernel.threaded
+
+
 def square_sum(tensor: torch.Tensor):
     """A callable giving the sum of squares of `tensor` (a float, in double), or None.
 
@@ -86,6 +92,8 @@ class TensorSweep:
     squared deviations (0.0 past `centred`), row after row; for a caller that
     keeps the numbers as they are (a compact record, engine.compact_stats).
     It is the kernel's own callable, not a method: no Python frame per call.
+    A large sweep (a million elements in all, none centred) runs on torch's
+    threads where the kernel shares torch's OpenMP runtime (engine.native_kernel).
     """
 
     __slots__ = ("places", "flat", "_k", "_keep")
@@ -97,7 +105,10 @@ class TensorSweep:
         # is given new storage (`p.data = ...`): then the caller's `places` check
         # finds it moved, and until then the sweep reads old values, never freed memory.
         self._keep = [t.detach() for t in tensors]
-        self.flat = kernel.sweeper(self.places, centred)
+        # torch's own thread count, as its reductions here would use (the
+        # kernel keeps small sweeps on one thread whatever this says).
+        threads = torch.get_num_threads() if kernel.threaded else 1
+        self.flat = kernel.sweeper(self.places, centred, threads)
 
     @staticmethod
     def build(tensors: list[torch.Tensor], centred: int = 0) -> TensorSweep | None:

@@ -40,6 +40,7 @@ from engine.general_step import measure
 from engine.graphed_sentinels import GraphedSentinels
 from engine.graphed_stats import GraphedStatistics, GraphedStep, graphable, graphed_found
 from engine.histograms import HIST_BINS
+from engine.native_stats import threaded_sweep
 from engine.readout import ReadQueue, first_nonfinite, store
 from engine.recording import blank_layers, make_record
 from engine.records import StepRecord
@@ -91,8 +92,15 @@ class GradientProbe:
         # Layers too big for the cache get their statistics taken tensor by tensor.
         self.large_layers = max(self._layer_numel, default=0) > INTERLEAVE_ABOVE
         self.taps = ActivationTap(model, self.layer_names)
-        # A small CPU model's weight norms without torch's per-call cost (HostNorms).
-        self._host_norms = None if self.large_layers else HostNorms(list(self.layer_params))
+        # The weights' norms in one C sweep (HostNorms): a small CPU model's
+        # without torch's per-call cost; a large one's where the sweep runs on
+        # torch's threads (1.2 against 1.4 ms of dot products over an 8x1024
+        # MLP's 32 MB on 2 cores), else torch's dot products, one per weight.
+        weights = list(self.layer_params)
+        if not self.large_layers:
+            self._host_norms = HostNorms(weights)
+        else:
+            self._host_norms = HostNorms(weights, dot_products=False) if threaded_sweep() else None
         self.blank_layers = blank_layers(self.layer_names)  # a sentinel record's layers
         # A small CPU model's statistics step, kept compact (engine.compact_stats).
         self.compact_layout = CompactLayout(

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import math
-import os
-import shutil
 
 import pytest
 import torch
+from kernel_builds import each_kind, fussy_compiler
 from probed_loop import probed_steps, random_batches
 from torch import nn
 
@@ -143,12 +142,8 @@ def test_the_extension_module_and_ctypes_give_the_same_numbers(monkeypatch, tmp_
     # Python's headers give the extension module; GRADTUI_NATIVE=ctypes the library.
     torch.manual_seed(1)
     tensors = [torch.randn(n) for n in (1, 17, 300)] + [torch.tensor([math.nan, 1.0])]
-    monkeypatch.setenv("GRADTUI_CACHE", str(tmp_path))
     found = {}
-    for choice in ("1", "ctypes"):
-        monkeypatch.setenv("GRADTUI_NATIVE", choice)
-        monkeypatch.setattr(native, "_kernel", None)
-        kernel = sweep_kernel()
+    for kernel in each_kind(monkeypatch, tmp_path):
         values = TensorSweep.build(tensors, centred=2).flat()
         found[kernel.kind] = (values, square_sum(tensors[2])())
     assert "ctypes" in found
@@ -175,24 +170,17 @@ def test_a_malformed_state_is_a_type_error_not_a_crash():
     kernel = sweep_kernel()
     if kernel is None or kernel.kind != "module":
         pytest.skip("no extension module here")
-    for state in (b"", b"12345678", bytes(24), "not bytes"):
+    for state in (b"", b"12345678", bytes(16), bytes(32), "not bytes"):
         with pytest.raises(TypeError):
             kernel._module.flat(state)
     with pytest.raises(TypeError):
-        kernel._module.square_sum(bytes(16))  # a state of no tensor
+        kernel._module.square_sum(bytes(24))  # a state of no tensor
 
 
 @needs_kernel
 def test_a_compiler_that_rejects_march_native_builds_without_it(monkeypatch, tmp_path):
-    real = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    fussy = tmp_path / "fussy-cc"
-    fussy.write_text(
-        '#!/bin/sh\nfor a in "$@"; do [ "$a" = "-march=native" ] && exit 1; done\n'
-        f'exec "{real}" "$@"\n'
-    )
-    fussy.chmod(0o755)
     monkeypatch.setenv("GRADTUI_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("CC", str(fussy))
+    monkeypatch.setenv("CC", fussy_compiler(tmp_path, "-march=native"))
     monkeypatch.setattr(native, "_kernel", None)
     sums = TensorSweep.build([torch.arange(20.0)])()[0]
     assert sums == [190.0]
@@ -219,7 +207,14 @@ def test_a_large_model_s_statistics_are_the_same_either_way(monkeypatch, native_
 
     swept = []
     real = partials.TensorSweep.build
-    monkeypatch.setattr(partials.TensorSweep, "build", lambda t: swept.append(1) or real(t))
+
+    class CountedSweep:  # the gradients' sweeps only (the weights' norms have their own)
+        @staticmethod
+        def build(tensors):
+            swept.append(1)
+            return real(tensors)
+
+    monkeypatch.setattr(partials, "TensorSweep", CountedSweep)
     got = records()
     assert len(swept) == 3  # a sweep a statistics step, built or not
     monkeypatch.setattr(native, "_kernel", False)  # the reference: torch's reductions
