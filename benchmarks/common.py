@@ -237,6 +237,7 @@ def machine() -> dict[str, str]:
             if kernel is None
             else "one C sweep (engine.native_stats), "
             + ("an extension module" if kernel.kind == "module" else "through ctypes")
+            + (", large sweeps on torch's OpenMP threads" if kernel.threaded else ", one thread")
         )
     except ImportError:
         pass
