@@ -88,10 +88,12 @@ def measure(probe, loss: torch.Tensor | None, eager_devices: set[str]) -> tuple 
         if capture:
             norms = _norms_of(probe, found, "applied_norms")
             queue_grads(q, found, "applied", probe._layer_grads(grads), norms, eager)
-    if capture or probe.capture_acts:
+    moments = probe.capture_acts
+    if moments or (capture and not (eager and probe.weights_sampled)):
         # The weights move slowly: their mean and std come with the activations
-        # (beside their histograms); a statistics step takes their norms alone.
-        moments = probe.capture_acts
+        # (beside their histograms); a statistics step takes their norms alone,
+        # for the update ratio. A large CPU model's come with the activations
+        # too: a pass over as many bytes as its gradients' (GradientProbe).
         queue_weights(
             q, found, probe.layer_params, eager, probe.large_layers, moments, probe._host_norms,
             weight_norms,

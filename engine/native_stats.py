@@ -34,12 +34,6 @@ def sweep_kernel():
     return _library()
 
 
-def threaded_sweep() -> bool:
-    """Whether the kernel's large sweeps run on torch's threads (engine.native_kernel)."""
-    kernel = _library()
-    return kernel is not None and kernel.threaded
-
-
 def square_sum(tensor: torch.Tensor):
     """A callable giving the sum of squares of `tensor` (a float, in double), or None.
 

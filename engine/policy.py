@@ -3,9 +3,11 @@
 Every step carries the sentinels (the loss, each layer's gradient norm and
 the total), which cost a few percent of a step at most. Two tiers cost more:
 
-- gradient and weight statistics (mean, std, extremes, update ratio): a few
-  percent of a step on the slides' block and regression models (a small CPU
-  model's step kept compact, engine.compact_stats);
+- gradient and weight statistics (mean, std, extremes, update ratio; on the
+  CPU a model of a million layer weights or more takes the update ratio with
+  the activations, engine.probe): a few percent of a step on the slides'
+  block and regression models (a small CPU model's step kept compact,
+  engine.compact_stats);
 - activations and histograms (a pass over every layer's output, 3 x layers
   histograms): about a quarter of a step on the block model, one step on the
   regression model.

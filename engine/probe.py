@@ -13,9 +13,12 @@ Usage in a plain loop::
             record = probe.end_step(loss, epoch)
 
 Cost policy: the sentinels (loss, total gradient norm raw and clipped, each
-layer's gradient norm) are taken on every step; the full gradient and weight
-statistics on step 0 and every `capture_every`-th step; activations and
-histograms on step 0 and every `activation_every`-th step.
+layer's gradient norm) are taken on every step; the full gradient statistics
+and the weights' norms (the update ratio) on step 0 and every
+`capture_every`-th step; activations, histograms and the weights' mean and
+std on step 0 and every `activation_every`-th step. On the CPU a model of a
+million layer weights or more (WEIGHTS_SAMPLED_FROM) takes its weights' norms
+with the activations too.
 
 What a step measured is read back in one go: on a GPU, one device-to-host copy
 per step (more only on a step whose loss or gradient went non-finite). On the
@@ -40,7 +43,6 @@ from engine.general_step import measure
 from engine.graphed_sentinels import GraphedSentinels
 from engine.graphed_stats import GraphedStatistics, GraphedStep, graphable, graphed_found
 from engine.histograms import HIST_BINS
-from engine.native_stats import threaded_sweep
 from engine.readout import ReadQueue, first_nonfinite, store
 from engine.recording import blank_layers, make_record
 from engine.records import StepRecord
@@ -54,6 +56,7 @@ __all__ = ["GradientProbe", "HIST_BINS"]
 # tests empty this set to run that path on the CPU.
 EAGER_DEVICES = {"cpu"}
 INTERLEAVE_ABOVE = 1 << 16  # elements in a layer: larger ones are read tensor by tensor
+WEIGHTS_SAMPLED_FROM = 1 << 20  # layer weights in all: on the CPU, their norms with the activations
 
 
 class GradientProbe:
@@ -92,15 +95,14 @@ class GradientProbe:
         # Layers too big for the cache get their statistics taken tensor by tensor.
         self.large_layers = max(self._layer_numel, default=0) > INTERLEAVE_ABOVE
         self.taps = ActivationTap(model, self.layer_names)
-        # The weights' norms in one C sweep (HostNorms): a small CPU model's
-        # without torch's per-call cost; a large one's where the sweep runs on
-        # torch's threads (1.2 against 1.4 ms of dot products over an 8x1024
-        # MLP's 32 MB on 2 cores), else torch's dot products, one per weight.
-        weights = list(self.layer_params)
-        if not self.large_layers:
-            self._host_norms = HostNorms(weights)
-        else:
-            self._host_norms = HostNorms(weights, dot_products=False) if threaded_sweep() else None
+        # A small CPU model's weight norms without torch's per-call cost (HostNorms).
+        self._host_norms = None if self.large_layers else HostNorms(list(self.layer_params))
+        # On the CPU, reading a large model's weights for their norms costs as
+        # much as its gradient statistics (1.35 against 1.5 ms a statistics
+        # step of an 8x1024 MLP, out of ~100 on 2 cores): they, and so the
+        # update ratio, come with the activations there, like the weights'
+        # mean and std. A GPU reads them in its statistics graph at no cost.
+        self.weights_sampled = sum(self._layer_numel) >= WEIGHTS_SAMPLED_FROM
         self.blank_layers = blank_layers(self.layer_names)  # a sentinel record's layers
         # A small CPU model's statistics step, kept compact (engine.compact_stats).
         self.compact_layout = CompactLayout(

@@ -147,14 +147,11 @@ class HostNorms:
     `_foreach_norm` and its read (43 against 109 us on the block model's six
     weights). None where a tensor is not a contiguous CPU float one. A sum of
     squares that overflows float32 is torch's own `vector_norm`
-    (engine.stats.cpu_norm). Without `dot_products`, None where the C sweep
-    does not build: a large model's weights, whose sweep runs on torch's
-    threads, would otherwise meet numpy's BLAS and its own thread pool.
+    (engine.stats.cpu_norm).
     """
 
-    def __init__(self, tensors: list[torch.Tensor], dot_products: bool = True) -> None:
+    def __init__(self, tensors: list[torch.Tensor]) -> None:
         self.tensors = tensors
-        self._dot_products = dot_products
         self._places: list | None = None
         self._arrays: list[np.ndarray] = []
         self._sweep = None
@@ -170,8 +167,6 @@ class HostNorms:
             ):  # fmt: skip
                 return None
             self._sweep = TensorSweep.build(tensors) if tensors else None
-            if self._sweep is None and not self._dot_products:
-                return None
             if self._sweep is None:  # dot products over kept numpy views instead
                 self._arrays = [t.detach().numpy().reshape(-1) for t in tensors]
             self._places = now

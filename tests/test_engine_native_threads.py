@@ -8,10 +8,13 @@ import threading
 import pytest
 import torch
 from kernel_builds import each_kind, fussy_compiler
+from probed_loop import probed_steps, random_batches
+from torch import nn
 
 import engine.native_kernel as native_kernel
 import engine.native_stats as native
 from engine.native_stats import FLOAT32_MAX, TensorSweep, places, sweep_kernel
+from engine.probe import GradientProbe
 
 needs_kernel = pytest.mark.skipif(sweep_kernel() is None, reason="no C compiler here")
 PARALLEL_ABOVE = 1 << 20  # as in engine.native_source
@@ -143,3 +146,33 @@ def test_a_compiler_without_openmp_builds_a_single_threaded_kernel(monkeypatch, 
     assert kernel is not None and not kernel.threaded
     tensors = _large_tensors()
     _check_against_torch(kernel.sweeper(places(tensors), 0, 2)(), tensors)
+
+
+def test_a_large_cpu_model_s_weight_norms_come_with_the_activations():
+    # A million layer weights: a statistics step reads the gradients (on torch's
+    # threads where the kernel may) and not the weights; an activation step
+    # reads both, and its update ratio is torch's lr * |grad| / |weight|.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 1024), nn.Tanh(), nn.Linear(1024, 1024), nn.Tanh(),
+                          nn.Linear(1024, 1))  # fmt: skip
+    lr, taken = 0.05, {}
+
+    def keep_reference(step: int) -> None:
+        taken[step] = {
+            name: lr
+            * layer.weight.grad.double().norm().item()
+            / layer.weight.double().norm().item()
+            for name, layer in (("0", model[0]), ("2", model[2]), ("4", model[4]))
+        }
+
+    with GradientProbe(model, capture_every=1, activation_every=3, lr=lr) as probe:
+        assert probe.weights_sampled and probe.large_layers
+        records = probed_steps(probe, model, random_batches(5, 8, 16), None, keep_reference, lr)
+    for record in records:
+        for name, stats in record.layers.items():
+            assert stats.grad_norm is not None and math.isfinite(stats.grad_std)
+            if record.step % 3 == 0:  # activation steps: the weights whole, the update ratio
+                assert stats.weight_std is not None
+                assert stats.update_ratio == pytest.approx(taken[record.step][name], rel=1e-5)
+            else:
+                assert stats.update_ratio is None and stats.weight_mean is None, record.step
