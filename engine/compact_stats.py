@@ -184,8 +184,9 @@ def compact_found(probe, loss: torch.Tensor, eager_devices: set[str]) -> Compact
     if values is None:
         return None
     loss_value = loss.item()
-    # One C-level sum: NaN or inf anywhere (or a sum that overflows) shows in it.
-    if not (math.isfinite(loss_value) and math.isfinite(sum(values))):
+    # The sweep's last number, the sum of the others: NaN or inf anywhere (or
+    # a sum that overflows) shows in it (summed in C: ~1.5 us less than here).
+    if not (math.isfinite(loss_value) and math.isfinite(values[-1])):
         return None
     return CompactStep(loss_value, values)
 
@@ -197,8 +198,10 @@ def compact_lane(probe):
     whole run (the probe's buffer and clip strategy: the probe drops its lane
     when either is replaced) is checked here once; each call checks the rest,
     as `compact_found` does: the device is one read eagerly, the buffer holds
-    the gradients (FlatGradients.compact_reader), every number is finite. A
-    call's None sends the step to `compact_found`.
+    the gradients (FlatGradients.compact_reader), every number is finite;
+    the lane's `check_places()`, called before the step's forward, looks the
+    weights up where it costs less. A call's None sends the step to
+    `compact_found`.
     """
     flat = _compact_buffer(probe)
     if flat is None:
@@ -212,8 +215,9 @@ def compact_lane(probe):
         if device not in eager_devices or (values := read()) is None:
             return None
         loss_value = loss.item()
-        if not (isfinite(loss_value) and isfinite(sum(values))):
+        if not (isfinite(loss_value) and isfinite(values[-1])):
             return None
         return CompactStep(loss_value, values)
 
+    lane.check_places = read.check_places  # before the step's forward (GradientProbe.begin_step)
     return lane

@@ -196,20 +196,32 @@ class FlatGradients:
         view, and no weight moved. Where either fails it gives None, and the
         caller goes back to `compact_values`, which rebuilds. Right after
         backward every lookup misses the caches, so the checks that hold for
-        the whole run are done here once (engine.compact_stats.compact_lane).
+        the whole run are done here once (engine.compact_stats.compact_lane),
+        and the weights' places are looked up by the reader's
+        `check_places`, which the probe calls before the step's forward
+        (GradientProbe.begin_step): 2.4 us there against 4.7 us after backward,
+        on the regression model's 0.4 ms step. A weight given new storage
+        between steps is so noticed on the next; one given it during a step's
+        forward or backward, on the step after, and until then its norm is
+        its old storage's, which the sweep keeps alive (never freed memory).
         """
         joint = self._compact_joint(params, others)
         if joint is None:
             return None
         first, view = self.params[0], self.views[0]
         others, pointers, sweep = tuple(others), list(self._other_pointers), joint.flat
+        placed = [True]  # the weights where the sweep reads them, as of check_places
+
+        def check_places() -> None:
+            placed[0] = list(map(_DATA_PTR, others)) == pointers
 
         # `_keep`: the sweep's tensors stay alive while it may read them.
         def read(_keep: TensorSweep = joint) -> list[float] | None:
-            if first.grad is not view or list(map(_DATA_PTR, others)) != pointers:
+            if first.grad is not view or not placed[0]:
                 return None
             return sweep()
 
+        read.check_places = check_places
         return read
 
     def _compact_joint(self, params: list, others: list) -> TensorSweep | None:

@@ -43,7 +43,7 @@ class ModuleKernel:
         self.threaded = threaded and module.openmp()
 
     def sweeper(self, where: list[tuple[int, int]], centred: int, threads: int = 1):
-        """A callable returning the sweep's 5k numbers over the tensors at `where`.
+        """A callable returning the sweep's 5k + 1 numbers over the tensors at `where`.
 
         `threads` above 1 lets a large sweep (no centred tensors) use that many.
         """
@@ -69,14 +69,14 @@ class LibraryKernel:
         self.threaded = threaded and bool(library.sweep_openmp())
 
     def sweeper(self, where: list[tuple[int, int]], centred: int, threads: int = 1):
-        """A callable returning the sweep's 5k numbers over the tensors at `where`.
+        """A callable returning the sweep's 5k + 1 numbers over the tensors at `where`.
 
         `threads` above 1 lets a large sweep (no centred tensors) use that many.
         """
         k = len(where)
         pointers = (ctypes.c_void_p * k)(*[p for p, _ in where])
         lengths = (ctypes.c_int64 * k)(*[n for _, n in where])
-        out = np.empty(5 * k)
+        out = np.empty(5 * k + 1)
         call = functools.partial(
             self._library.tensor_sweep, pointers, lengths, ctypes.c_int64(k),
             ctypes.c_int64(centred), ctypes.c_int64(threads), ctypes.c_void_p(out.ctypes.data),

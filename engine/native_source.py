@@ -129,16 +129,28 @@ static int sweep_chunked(const float *const *ptrs, const int64_t *lens, int64_t 
     return 1;
 }
 
-/* out is [5][k]: per tensor its sum, L2 norm, min, max and, for the first
-   `centred` tensors, its sum of squared deviations from the mean (0.0 past
-   them); min and max are NaN where the tensor holds a NaN. `threads` above 1
-   cuts a large sweep without centred tensors into chunks (sweep_chunked). */
+/* The sum of the 5k numbers before it: not finite where any of them is (or
+   where the sum overflows), one test for a caller that needs all finite. */
+static void check_sum(int64_t k, double *out) {
+    double all = 0.0;
+    for (int64_t i = 0; i < 5 * k; i++) all += out[i];
+    out[5 * k] = all;
+}
+
+/* out is [5][k] and one more: per tensor its sum, L2 norm, min, max and,
+   for the first `centred` tensors, its sum of squared deviations from the
+   mean (0.0 past them); min and max are NaN where the tensor holds a NaN;
+   then check_sum's number. `threads` above 1 cuts a large sweep without
+   centred tensors into chunks (sweep_chunked). */
 void tensor_sweep(const float *const *ptrs, const int64_t *lens, int64_t k, int64_t centred,
                   int64_t threads, double *out) {
     if (threads > 1 && centred == 0) {
         int64_t total = 0;
         for (int64_t t = 0; t < k; t++) total += lens[t];
-        if (total >= PARALLEL_ABOVE && sweep_chunked(ptrs, lens, k, (int)threads, out)) return;
+        if (total >= PARALLEL_ABOVE && sweep_chunked(ptrs, lens, k, (int)threads, out)) {
+            check_sum(k, out);
+            return;
+        }
     }
     for (int64_t t = 0; t < k; t++) {
         double s, q;
@@ -147,6 +159,7 @@ void tensor_sweep(const float *const *ptrs, const int64_t *lens, int64_t k, int6
         finish(s, q, l, h, t, k, out);
         if (t < centred && lens[t] > 0) out[4 * k + t] = centred_squares(ptrs[t], lens[t], s / lens[t]);
     }
+    check_sum(k, out);
 }
 
 /* Whether the chunks can go to threads: built with OpenMP. */
@@ -192,13 +205,13 @@ static const int64_t *state_of(PyObject *state, int64_t per_tensor) {
     return NULL;
 }
 
-/* Every number tensor_sweep writes, as one list of 5k floats. */
+/* Every number tensor_sweep writes, as one list of 5k + 1 floats. */
 static PyObject *flat(PyObject *self, PyObject *state) {
     const int64_t *h = state_of(state, 2);
     if (h == NULL) return NULL;
-    int64_t k = h[0], n = 5 * h[0];
-    double stack[320];
-    double *out = n <= 320 ? stack : PyMem_Malloc(sizeof(double) * (size_t)n);
+    int64_t k = h[0], n = 5 * h[0] + 1;
+    double stack[321];
+    double *out = n <= 321 ? stack : PyMem_Malloc(sizeof(double) * (size_t)n);
     if (out == NULL) return PyErr_NoMemory();
     tensor_sweep((const float *const *)(h + STATE_HEAD), h + STATE_HEAD + k, k, h[1], h[2], out);
     PyObject *list = PyList_New(n);

@@ -83,8 +83,9 @@ class TensorSweep:
     `build` where the kernel or the tensors do not suit.
 
     `flat()` gives every number in one list: sums, norms, minima, maxima and
-    squared deviations (0.0 past `centred`), row after row; for a caller that
-    keeps the numbers as they are (a compact record, engine.compact_stats).
+    squared deviations (0.0 past `centred`), row after row, then their sum,
+    finite only where every one is; for a caller that keeps the numbers as
+    they are (a compact record, engine.compact_stats).
     It is the kernel's own callable, not a method: no Python frame per call.
     A large sweep (a million elements in all, none centred) runs on torch's
     threads where the kernel shares torch's OpenMP runtime (engine.native_kernel).

@@ -177,6 +177,8 @@ class GradientProbe:
         self.capture_acts = activations
         if activations or self._armed:  # the hooks' setter costs ~1 us a plain step
             self.taps.armed = self._armed = activations
+        if self.capture and not activations and self._lane is not None:
+            self._lane.check_places()  # half its cost after backward (FlatGradients.compact_reader)
 
     def after_backward(self, loss: torch.Tensor | None = None) -> None:
         """Measure the raw gradients, clip them, measure the applied ones.

