@@ -144,15 +144,13 @@ static void check_sum(int64_t k, double *out) {
    centred tensors into chunks (sweep_chunked). */
 void tensor_sweep(const float *const *ptrs, const int64_t *lens, int64_t k, int64_t centred,
                   int64_t threads, double *out) {
+    int chunked = 0;
     if (threads > 1 && centred == 0) {
         int64_t total = 0;
         for (int64_t t = 0; t < k; t++) total += lens[t];
-        if (total >= PARALLEL_ABOVE && sweep_chunked(ptrs, lens, k, (int)threads, out)) {
-            check_sum(k, out);
-            return;
-        }
+        chunked = total >= PARALLEL_ABOVE && sweep_chunked(ptrs, lens, k, (int)threads, out);
     }
-    for (int64_t t = 0; t < k; t++) {
+    for (int64_t t = 0; !chunked && t < k; t++) {
         double s, q;
         float l, h;
         sweep_stretch(ptrs[t], lens[t], &s, &q, &l, &h);
