@@ -21,6 +21,7 @@ from engine.records import LAYER_STATS, StepRecord
 
 FORMATS = (".jsonl", ".csv")
 SCALAR_KEYS = ("step", "epoch", "loss", "grad_norm", "grad_norm_clipped", "clipped_frac")
+BATCH = 64  # records a RecordWriter keeps back and formats together
 
 
 def json_number(value: float | None) -> Any:
@@ -183,7 +184,15 @@ def _remember_fragment(record: StepRecord) -> tuple[dict, str]:
 
 
 class RecordWriter:
-    """Streams records to `path` (.jsonl or .csv) through a temporary file."""
+    """Streams records to `path` (.jsonl or .csv) through a temporary file.
+
+    Records are kept back and formatted BATCH at a time: one by one, right
+    after each training step, a plain record's line cost ~13 us with the
+    step's caches cold, against ~2 us in a batch (the regression model's
+    0.5 ms step: a run with --out 1.03x one without, then ~1.01x).
+    Records are frozen, so formatting them late writes what they held.
+    `commit` writes what is kept back; `discard` drops it.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -192,19 +201,35 @@ class RecordWriter:
         self._file = os.fdopen(fd, "w", newline="", encoding="utf-8")
         self._csv: csv.writer | None = None
         self._columns: list[str] = []
-        self.count = 0
+        self._kept: list[StepRecord] = []  # given, not yet formatted
+        self.count = 0  # records given (written, or kept back to be)
         self.closed = False
 
     def write(self, record: StepRecord) -> None:
-        """Append one record."""
-        if self.format == ".jsonl":
-            self._file.write(json_line(record) + "\n")
-        else:
-            self._write_csv(record)
+        """Append one record (formatted with the next BATCH - 1, or at commit)."""
+        kept = self._kept
+        kept.append(record)
         self.count += 1
+        if len(kept) >= BATCH:
+            self._write_kept()
 
-    def _write_csv(self, record: StepRecord) -> None:
-        if self._csv is None:
+    def _write_kept(self) -> None:
+        kept = self._kept
+        if not kept:
+            return
+        # Formatted first, then handed over in one call: a Ctrl+C while the
+        # lines are made leaves them kept for `commit`, and none is written twice.
+        if self.format == ".jsonl":
+            text = "".join([json_line(record) + "\n" for record in kept])
+            self._kept = []
+            self._file.write(text)
+        else:
+            rows = [self._csv_row(record) for record in kept]
+            self._kept = []
+            self._csv.writerows(rows)
+
+    def _csv_row(self, record: StepRecord) -> list:
+        if self._csv is None:  # the header: the first record's layers
             self._csv = csv.writer(self._file)
             layer_columns = [f"{n}.{s}" for n in record.layers for s in LAYER_STATS]
             self._columns = list(SCALAR_KEYS) + layer_columns
@@ -213,12 +238,13 @@ class RecordWriter:
         for name, stats in record.layers.items():
             for stat, value in stats.as_dict().items():
                 values[f"{name}.{stat}"] = value
-        self._csv.writerow(["" if (v := values.get(c)) is None else v for c in self._columns])
+        return ["" if (v := values.get(c)) is None else v for c in self._columns]
 
     def commit(self) -> None:
         """Flush, sync and rename the file into place."""
         if self.closed:
             return
+        self._write_kept()
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
@@ -229,6 +255,7 @@ class RecordWriter:
         """Drop the temporary file; the target is left as it was."""
         if self.closed:
             return
+        self._kept = []
         self._file.close()
         os.unlink(self._tmp)
         self.closed = True

@@ -164,9 +164,9 @@ def _train(config: RunConfig, writer, run: _Progress, stderr: TextIO, every: flo
     last_report = time.monotonic()
     while not trainer.finished:
         record = trainer.step()
+        run.last = record  # first: a Ctrl+C in the writer's batch still counts this step
         if writer is not None:
             writer.write(record)
-        run.last = record
         run.stats_steps += record.captured
         run.activation_steps += record.activations_captured
         run.history.append(record)

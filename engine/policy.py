@@ -168,7 +168,8 @@ class CapturePolicy:
         the step actually captured: the probe may have added statistics to a
         step that went non-finite. A step's own cost is known once the next
         one starts: its wall time then includes whatever the caller does with
-        a richer record (the history, an export file).
+        a richer record (the history; an export file formats records a batch
+        at a time, engine.export, so that cost falls on a later step).
         """
         stats, acts = plan
         spent = (
