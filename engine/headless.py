@@ -8,17 +8,16 @@ leaves the output file as it was.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from typing import TextIO
 
 from engine.collector import import_quietly
 from engine.config import RunConfig
+from engine.interrupts import InterruptGate, interrupt_gate
 from engine.records import NonFinite, StepRecord
 
 
@@ -88,19 +87,19 @@ def run_headless(
     """
     from engine.export import RecordWriter
 
-    with _interrupt_once() as hold_interrupts:
+    with interrupt_gate() as gate:
         writer = None
         run = _Progress()
         failure: BaseException | None = None
         try:
             writer = RecordWriter(out) if out else None
-            _train(config, writer, run, stderr, progress_every)
+            _train(config, writer, run, stderr, progress_every, gate)
         except KeyboardInterrupt as interrupt:
             run.interrupted = True
             run.signal = getattr(interrupt, "signum", signal.SIGINT)
         except BaseException as exc:
             failure = exc
-        hold_interrupts()
+        gate.hold()
         if run.trainer is not None:
             run.trainer.close()
         if writer is not None:
@@ -156,15 +155,18 @@ class _Progress:
         self.signal = 0  # the signal that interrupted the run, if one did
 
 
-def _train(config: RunConfig, writer, run: _Progress, stderr: TextIO, every: float) -> None:
+def _train(
+    config: RunConfig, writer, run: _Progress, stderr: TextIO, every: float, gate: InterruptGate
+) -> None:
     Trainer = import_quietly("engine.trainer").Trainer  # torch, with no collections
 
     run.trainer = trainer = Trainer(config)
     run.history = _history_for_diagnosis()
     last_report = time.monotonic()
     while not trainer.finished:
-        record = trainer.step()
-        run.last = record  # first: a Ctrl+C in the writer's batch still counts this step
+        record = trainer.step()  # a signal abandons the step in flight at once
+        gate.recording = True  # and from here waits until the step is recorded
+        run.last = record
         if writer is not None:
             writer.write(record)
         run.stats_steps += record.captured
@@ -179,49 +181,10 @@ def _train(config: RunConfig, writer, run: _Progress, stderr: TextIO, every: flo
                 file=stderr,
                 flush=True,
             )
+        gate.check()  # recorded: a signal that came meanwhile ends the run here
         # With nobody to resume it, a pause at the first NaN ends the run like stop.
         if trainer.first_nonfinite is not None and config.on_nonfinite != "continue":
             break
-
-
-@contextlib.contextmanager
-def _interrupt_once():
-    """Ctrl+C (or SIGTERM) interrupts the run once; later ones wait for the export.
-
-    Yields a function that ignores both signals from then on (for the
-    cleanup). A signal whose handler is not Python's default is left alone
-    (a shell's background job ignores SIGINT on purpose), and so is
-    everything off the main thread.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield lambda: None
-        return
-    defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
-    ours = [s for s, default in defaults.items() if signal.getsignal(s) is default]
-
-    def ignore() -> None:
-        for number in ours:
-            signal.signal(number, signal.SIG_IGN)
-
-    def on_signal(signum, frame):
-        ignore()  # a second press must not lose the export
-        raise Interrupted(signum)
-
-    for number in ours:
-        signal.signal(number, on_signal)
-    try:
-        yield ignore
-    finally:
-        for number in ours:
-            signal.signal(number, defaults[number])
-
-
-class Interrupted(KeyboardInterrupt):
-    """The run was stopped by a signal (SIGINT: Ctrl+C, or SIGTERM)."""
-
-    def __init__(self, signum: int = signal.SIGINT) -> None:
-        super().__init__(signum)
-        self.signum = signum
 
 
 def _history_for_diagnosis():
