@@ -1,9 +1,9 @@
 """Issue 4, as it is judged: a whole headless `gradtui run` against a bare PyTorch script.
 
 Each round runs processes back to back, alternating which goes first: the
-`gradtui run` command (default capture policy, no export) and the plain
-PyTorch scripts of the same model written the way the slides write it,
-importing nothing of gradtui. Wall time from launch to exit, start-up
+`gradtui run` command (default capture policy, every record exported
+with `--out` to a JSONL file) and the plain PyTorch scripts of the same
+model written the way the slides write it, importing nothing of gradtui. Wall time from launch to exit, start-up
 included, as a user would time them; each figure is the median of the
 ratios of one round's `gradtui run` to one bare script.
 
@@ -159,6 +159,7 @@ def run(quick: bool = False, emit=None, budget: Budget | None = None) -> list[Re
             ours = [
                 sys.executable, "-m", "tui.cli", "run", "--preset", preset,
                 "--set", f"epochs={epochs}", "--set", "device=cpu",
+                "--out", str(Path(tmp) / f"records{k}.jsonl"),  # the records kept, as a user would
             ]  # fmt: skip
             ratios = [[] for _ in bares]
             walls = [[] for _ in bares]
