@@ -58,6 +58,17 @@ class ModuleKernel:
         state = struct.pack("qqqQq", 1, 0, 1, pointer, n)
         return functools.partial(self._module.square_sum, state)
 
+    def histograms(
+        self, where: list[tuple[int, int, int]], bounds: list[tuple[float, float]], bins: int
+    ) -> list[float]:
+        """Every histogram's bins + 1 counts, one list: `where` rows of (pointer, n, stride), `bounds` of (lo, scale)."""
+        k = len(where)
+        state = struct.pack(
+            f"qq{3 * k}q{2 * k}d", k, bins, *[v for row in where for v in row],
+            *[v for row in bounds for v in row],
+        )  # fmt: skip
+        return self._module.histograms(state)
+
 
 class LibraryKernel:
     """The kernel through ctypes, where Python's headers are not installed."""
@@ -94,6 +105,20 @@ class LibraryKernel:
             self._library.sum_squares, ctypes.c_void_p(pointer), ctypes.c_int64(n)
         )
 
+    def histograms(
+        self, where: list[tuple[int, int, int]], bounds: list[tuple[float, float]], bins: int
+    ) -> list[float]:
+        """Every histogram's bins + 1 counts, one list: `where` rows of (pointer, n, stride), `bounds` of (lo, scale)."""
+        k = len(where)
+        rows = np.array(where, dtype=np.int64).reshape(-1)
+        limits = np.array(bounds, dtype=np.float64).reshape(-1)
+        out = np.empty(k * (bins + 1))
+        self._library.strided_histograms(
+            ctypes.c_void_p(rows.ctypes.data), ctypes.c_void_p(limits.ctypes.data),
+            ctypes.c_int64(k), ctypes.c_int64(bins), ctypes.c_void_p(out.ctypes.data),
+        )  # fmt: skip
+        return out.tolist()
+
 
 def load_kernel() -> ModuleKernel | LibraryKernel | None:
     """The kernel, compiled or taken from the cache; None where it cannot be built or is off."""
@@ -123,6 +148,7 @@ def load_kernel() -> ModuleKernel | LibraryKernel | None:
     library.tensor_sweep.restype = None
     library.sum_squares.restype = ctypes.c_double
     library.sweep_openmp.restype = ctypes.c_int
+    library.strided_histograms.restype = None
     return LibraryKernel(library, _shares_runtime(before))
 
 

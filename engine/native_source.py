@@ -169,6 +169,34 @@ int sweep_openmp(void) {
 #endif
 }
 
+/* Histograms of evenly strided samples, counted as engine.histograms'
+   fast_histogram counts them with torch: every `stride`-th of a tensor's n
+   floats goes to bin (x - lo) * scale, in float32, truncated; bins + 1 bins.
+   A bin outside 0..bins (torch's slice drops those above; none lies below
+   lo) is not counted. `where` is k rows of (pointer, n, stride), `bounds` k
+   rows of (lo, scale), `counts` k rows of bins + 1. One call for a step's
+   dozens of histograms: torch's four operators each cost ~100 us a histogram. */
+void strided_histograms(const int64_t *where, const double *bounds, int64_t k, int64_t bins,
+                        double *counts) {
+    for (int64_t t = 0; t < k; t++) {
+        const float *x = (const float *)where[3 * t];
+        int64_t n = where[3 * t + 1], stride = where[3 * t + 2];
+        float lo = (float)bounds[2 * t], scale = (float)bounds[2 * t + 1], top = (float)(bins + 1);
+        double *row = counts + t * (bins + 1);
+        int64_t tally[256] = {0};
+        int64_t *c = bins < 256 ? tally : NULL;
+        for (int64_t b = 0; b <= bins; b++) row[b] = 0.0;
+        for (int64_t i = 0; i < n; i += stride) {
+            float p = (x[i] - lo) * scale;
+            if (p >= 0.0f && p < top) {
+                if (c != NULL) c[(int64_t)p]++;
+                else row[(int64_t)p] += 1.0;
+            }
+        }
+        for (int64_t b = 0; c != NULL && b <= bins; b++) row[b] = (double)c[b];
+    }
+}
+
 /* The sum of squares of x, in double: a sentinel step's gradient norm. */
 double sum_squares(const float *x, int64_t n) {
     double acc[LANES] = {0};
@@ -233,6 +261,30 @@ static PyObject *square_sum(PyObject *self, PyObject *state) {
     return PyFloat_FromDouble(sum_squares((const float *)h[STATE_HEAD], h[STATE_HEAD + 1]));
 }
 
+/* strided_histograms over a state of int64 k, bins, then k rows of (pointer,
+   n, stride) and k rows of (lo, scale) as doubles: k * (bins + 1) floats. */
+static PyObject *histograms(PyObject *self, PyObject *state) {
+    if (!PyBytes_Check(state) || PyBytes_GET_SIZE(state) < 16) goto bad;
+    const int64_t *h = (const int64_t *)PyBytes_AS_STRING(state);
+    int64_t k = h[0], bins = h[1];
+    if (k < 0 || bins < 1 || PyBytes_GET_SIZE(state) != 8 * (2 + 5 * k)) goto bad;
+    int64_t n = k * (bins + 1);
+    double *out = PyMem_Malloc(sizeof(double) * (size_t)(n > 0 ? n : 1));
+    if (out == NULL) return PyErr_NoMemory();
+    strided_histograms(h + 2, (const double *)(h + 2 + 3 * k), k, bins, out);
+    PyObject *list = PyList_New(n);
+    for (int64_t i = 0; list != NULL && i < n; i++) {
+        PyObject *value = PyFloat_FromDouble(out[i]);
+        if (value == NULL) Py_CLEAR(list);
+        else PyList_SET_ITEM(list, i, value);
+    }
+    PyMem_Free(out);
+    return list;
+bad:
+    PyErr_SetString(PyExc_TypeError, "not a gradtui histogram state");
+    return NULL;
+}
+
 static PyObject *openmp(PyObject *self, PyObject *unused) {
     return PyBool_FromLong(sweep_openmp());
 }
@@ -240,6 +292,7 @@ static PyObject *openmp(PyObject *self, PyObject *unused) {
 static PyMethodDef methods[] = {
     {"flat", flat, METH_O, "Every number of a sweep, one list."},
     {"square_sum", square_sum, METH_O, "One tensor's sum of squares."},
+    {"histograms", histograms, METH_O, "Histograms of strided samples, one list."},
     {"openmp", openmp, METH_NOARGS, "Whether the kernel was built with OpenMP."},
     {NULL, NULL, 0, NULL},
 };

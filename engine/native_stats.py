@@ -46,6 +46,22 @@ def square_sum(tensor: torch.Tensor):
     return kernel.summer(tensor.data_ptr(), tensor.numel())
 
 
+def strided_histograms(
+    tensors: list[torch.Tensor], strides: list[int], bounds: list[tuple[float, float]], bins: int
+) -> list[float] | None:
+    """Each tensor's bins + 1 counts of every `stride`-th value from lo, `scale` bins a unit.
+
+    One list, tensor after tensor: what engine.histograms' fast_histogram
+    counts with torch, bin for bin. None without the kernel, or where a tensor
+    is other than contiguous CPU float32 (the caller then counts with torch).
+    """
+    kernel = _library()
+    if kernel is None or not all(map(_suits, tensors)):
+        return None
+    where = [(t.data_ptr(), t.numel(), s) for t, s in zip(tensors, strides, strict=True)]
+    return kernel.histograms(where, bounds, bins)
+
+
 def places(tensors: list[torch.Tensor]) -> list[tuple[int, int]]:
     """Where each tensor's memory lies: (address, length), to tell when one moved.
 
