@@ -9,6 +9,7 @@ Non-finite numbers are data: JSONL writes them as the strings "NaN",
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -217,37 +218,40 @@ class RecordWriter:
         kept = self._kept
         if not kept:
             return
-        # Formatted first, then handed over in one call: a Ctrl+C while the
-        # lines are made leaves them kept for `commit`, and none is written twice.
+        # Formatted first, then handed over in one call, the state changed in
+        # between without a call (where Python could run a signal's handler):
+        # a Ctrl+C while they are made leaves them kept for `commit`, and
+        # nothing is written twice, a CSV header included.
         if self.format == ".jsonl":
             text = "".join([json_line(record) + "\n" for record in kept])
             self._kept = []
             self._file.write(text)
-        else:
-            rows = [self._csv_row(record) for record in kept]
-            self._kept = []
-            self._csv.writerows(rows)
-
-    def _csv_row(self, record: StepRecord) -> list:
-        if self._csv is None:  # the header: the first record's layers
-            self._csv = csv.writer(self._file)
-            layer_columns = [f"{n}.{s}" for n in record.layers for s in LAYER_STATS]
-            self._columns = list(SCALAR_KEYS) + layer_columns
-            self._csv.writerow(self._columns)
-        values = {key: getattr(record, key) for key in SCALAR_KEYS}
-        for name, stats in record.layers.items():
-            for stat, value in stats.as_dict().items():
-                values[f"{name}.{stat}"] = value
-        return ["" if (v := values.get(c)) is None else v for c in self._columns]
+            return
+        columns = self._columns or _csv_columns(kept[0])
+        rows = [_csv_row(record, columns) for record in kept]
+        writer = self._csv
+        if writer is None:  # the first batch: the header, the first record's layers
+            rows.insert(0, columns)
+            writer = csv.writer(self._file)
+        self._kept, self._columns, self._csv = [], columns, writer
+        writer.writerows(rows)
 
     def commit(self) -> None:
-        """Flush, sync and rename the file into place."""
+        """Write what is kept back, flush, sync and rename the file into place.
+
+        Where that fails (a full disk), the temporary file is removed and the
+        error raised: the target is left as it was.
+        """
         if self.closed:
             return
-        self._write_kept()
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
+        try:
+            self._write_kept()
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+        except BaseException:
+            self.discard()
+            raise
         publish(self._tmp, self.path)
         self.closed = True
 
@@ -256,9 +260,11 @@ class RecordWriter:
         if self.closed:
             return
         self._kept = []
-        self._file.close()
-        os.unlink(self._tmp)
         self.closed = True
+        with contextlib.suppress(OSError):  # a full disk fails the close's flush too
+            self._file.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._tmp)
 
     def __enter__(self) -> RecordWriter:
         return self
@@ -269,6 +275,19 @@ class RecordWriter:
             self.commit()
         else:
             self.discard()
+
+
+def _csv_columns(record: StepRecord) -> list[str]:
+    # The CSV header: the scalars, then every statistic of each of the record's layers.
+    return list(SCALAR_KEYS) + [f"{n}.{s}" for n in record.layers for s in LAYER_STATS]
+
+
+def _csv_row(record: StepRecord, columns: list[str]) -> list:
+    values = {key: getattr(record, key) for key in SCALAR_KEYS}
+    for name, stats in record.layers.items():
+        for stat, value in stats.as_dict().items():
+            values[f"{name}.{stat}"] = value
+    return ["" if (v := values.get(c)) is None else v for c in columns]
 
 
 def write_records(path: str, records: list[StepRecord]) -> int:

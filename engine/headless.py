@@ -99,12 +99,18 @@ def run_headless(
             run.signal = getattr(interrupt, "signum", signal.SIGINT)
         except BaseException as exc:
             failure = exc
-        gate.hold()
+        finally:
+            # From here a signal is noted, never raised: the cleanup runs whole.
+            gate.recording = True
+            gate.hold()
         if run.trainer is not None:
             run.trainer.close()
         if writer is not None:
             if failure is None and writer.count:
-                writer.commit()
+                try:
+                    writer.commit()  # the last batch is written here (a full disk fails it)
+                except OSError as exc:
+                    raise RunFailed(f"could not write {out}: {exc}".splitlines()[0]) from exc
             else:
                 writer.discard()
     if isinstance(failure, Exception) and run.last is not None:

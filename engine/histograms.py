@@ -3,8 +3,8 @@
 The CPU path (`fast_histogram`) bins an evenly strided sample between
 extremes the host already knows; where the C kernel is built
 (engine.native_stats) a step's extremes and all its histograms are two C
-calls, the same counts bin for bin (on the block model's activation step,
-~2.4 against ~0.9 ms in a slow hour: torch's four operators a histogram
+calls, the same counts bin for bin (the block model's activation step's
+histograms, ~2.4 against ~0.9 ms in a slow hour: torch's four operators a histogram
 cost ~100 us each right after backward). The exact path (`histogram_row`)
 sets NaN and inf apart and needs no host read, for GPUs and for tensors
 holding them.

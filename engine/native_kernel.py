@@ -4,7 +4,7 @@
 extension module where this Python's headers are installed, else as a plain
 library called through ctypes; either gives an object with `sweeper` and
 `summer`, which make the zero-argument callables engine.native_stats hands
-out. GRADTUI_NATIVE=0 turns the kernel off; GRADTUI_NATIVE=ctypes skips the
+out, and `histograms`, which bins strided samples in one call. GRADTUI_NATIVE=0 turns the kernel off; GRADTUI_NATIVE=ctypes skips the
 extension module.
 
 The kernel is built with OpenMP where the compiler has it, and a kernel's

@@ -221,11 +221,13 @@ MODULE_HEADER = "#define PY_SSIZE_T_CLEAN\n#include <Python.h>\n"
 MODULE_SOURCE = r"""
 #define STATE_HEAD 3  /* k, centred, threads */
 
+/* A state's words, checked against its size (k from the size, never the
+   other way round: a huge k must not overflow into a size that matches). */
 static const int64_t *state_of(PyObject *state, int64_t per_tensor) {
-    if (PyBytes_Check(state) && PyBytes_GET_SIZE(state) >= 8 * STATE_HEAD) {
+    Py_ssize_t size = PyBytes_Check(state) ? PyBytes_GET_SIZE(state) : -1;
+    if (size >= 8 * STATE_HEAD && size % 8 == 0 && (size / 8 - STATE_HEAD) % per_tensor == 0) {
         const int64_t *h = (const int64_t *)PyBytes_AS_STRING(state);
-        if (h[0] >= 0 && PyBytes_GET_SIZE(state) == 8 * (STATE_HEAD + per_tensor * h[0]))
-            return h;
+        if (h[0] == (size / 8 - STATE_HEAD) / per_tensor) return h;
     }
     PyErr_SetString(PyExc_TypeError, "not a gradtui sweep state");
     return NULL;
@@ -261,13 +263,19 @@ static PyObject *square_sum(PyObject *self, PyObject *state) {
     return PyFloat_FromDouble(sum_squares((const float *)h[STATE_HEAD], h[STATE_HEAD + 1]));
 }
 
+#define MAX_BINS (1 << 16)
+
 /* strided_histograms over a state of int64 k, bins, then k rows of (pointer,
-   n, stride) and k rows of (lo, scale) as doubles: k * (bins + 1) floats. */
+   n, stride) and k rows of (lo, scale) as doubles: k * (bins + 1) floats.
+   Everything but the pointers is checked (a stride below 1 would never end). */
 static PyObject *histograms(PyObject *self, PyObject *state) {
-    if (!PyBytes_Check(state) || PyBytes_GET_SIZE(state) < 16) goto bad;
+    Py_ssize_t size = PyBytes_Check(state) ? PyBytes_GET_SIZE(state) : -1;
+    if (size < 16 || (size - 16) % 40 != 0) goto bad;
     const int64_t *h = (const int64_t *)PyBytes_AS_STRING(state);
     int64_t k = h[0], bins = h[1];
-    if (k < 0 || bins < 1 || PyBytes_GET_SIZE(state) != 8 * (2 + 5 * k)) goto bad;
+    if (k != (size - 16) / 40 || bins < 1 || bins > MAX_BINS) goto bad;
+    for (int64_t t = 0; t < k; t++)
+        if (h[2 + 3 * t + 1] < 0 || h[2 + 3 * t + 2] < 1) goto bad;
     int64_t n = k * (bins + 1);
     double *out = PyMem_Malloc(sizeof(double) * (size_t)(n > 0 ? n : 1));
     if (out == NULL) return PyErr_NoMemory();

@@ -1,4 +1,4 @@
-"""Every small CPU tensor's sum, L2 norm, min and max in one pass, in C.
+"""Every small CPU tensor's sum, L2 norm, min and max in one pass, in C; and histograms.
 
 A statistics step of a small CPU model is bound by its calls, not its
 arithmetic: right after `backward()` the interpreter's and numpy's code is
@@ -6,6 +6,8 @@ out of the caches, and each distinct numpy call costs 5-20 us there (four
 `reduceat` passes and a square over the block model's gradients took 65-150
 us in place, 28 us warm). One C loop over the tensors does it all in one
 pass, with double accumulators (closer to the exact sums than float32's).
+The same kernel bins an activation step's histograms, all in one call
+(`strided_histograms`), where torch takes four operators a histogram.
 
 The kernel is compiled once per machine (engine.native_build, engine.native_kernel):
 as a CPython extension module where Python's headers are installed (the
@@ -24,6 +26,7 @@ import torch
 from engine.native_kernel import load_kernel
 
 FLOAT32_MAX = 3.4028234663852886e38
+MAX_BINS = 1 << 16  # the kernel's limit on a histogram's bins (engine.native_source)
 
 _lock = threading.Lock()
 _kernel: object = None  # the loaded kernel (engine.native_kernel), False if unavailable
@@ -55,6 +58,10 @@ def strided_histograms(
     counts with torch, bin for bin. None without the kernel, or where a tensor
     is other than contiguous CPU float32 (the caller then counts with torch).
     """
+    if not (len(strides) == len(bounds) == len(tensors) and 1 <= bins <= MAX_BINS):
+        raise ValueError("strided_histograms: a stride and bounds for each tensor, 1-65536 bins")
+    if any(s < 1 for s in strides):
+        raise ValueError("strided_histograms: a stride is at least 1")
     kernel = _library()
     if kernel is None or not all(map(_suits, tensors)):
         return None

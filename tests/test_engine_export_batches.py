@@ -116,3 +116,43 @@ def test_a_ctrl_c_while_a_batch_is_formatted_loses_and_repeats_nothing(tmp_path,
     assert writer.count == 2 * BATCH
     monkeypatch.undo()
     assert out.read_text() == "".join(json_line(rec) + "\n" for rec in records[: 2 * BATCH])
+
+
+def test_a_ctrl_c_while_the_csv_header_is_made_loses_neither_header_nor_rows(tmp_path, monkeypatch):
+    records = mixed_records(5)
+    real = export._csv_columns
+    calls = {"n": 0}
+
+    def interrupted_once(rec):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt
+        return real(rec)
+
+    monkeypatch.setattr(export, "_csv_columns", interrupted_once)
+    out = tmp_path / "run.csv"
+    with pytest.raises(KeyboardInterrupt):
+        with RecordWriter(str(out)) as writer:
+            for rec in records:
+                writer.write(rec)
+            writer._write_kept()  # the header's first try, interrupted
+    monkeypatch.undo()
+    write_records(str(tmp_path / "reference.csv"), records)
+    assert out.read_text() == (tmp_path / "reference.csv").read_text()
+
+
+def test_a_commit_that_cannot_write_removes_its_temporary_file(tmp_path):
+    out = tmp_path / "run.jsonl"
+    out.write_text("old\n")
+    writer = RecordWriter(str(out))
+    for rec in mixed_records(10):  # all kept back: written by the commit
+        writer.write(rec)
+
+    def full_disk(text):
+        raise OSError(28, "No space left on device")
+
+    writer._file.write = full_disk
+    with pytest.raises(OSError):
+        writer.commit()
+    assert out.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["run.jsonl"]

@@ -48,7 +48,7 @@ def test_a_check_with_nothing_pending_ends_recording_quietly():
         assert not gate.recording and gate.pending == 0
 
 
-@pytest.mark.parametrize("at", [1, 5, 70])
+@pytest.mark.parametrize("at", [1, 5, 64, 70])
 def test_a_ctrl_c_landing_in_the_export_leaves_steps_and_records_equal(tmp_path, monkeypatch, at):
     real_write = export.RecordWriter.write
     calls = {"n": 0}
@@ -67,3 +67,19 @@ def test_a_ctrl_c_landing_in_the_export_leaves_steps_and_records_equal(tmp_path,
     steps = [json.loads(line)["step"] for line in out.read_text().splitlines()]
     assert summary.steps == summary.exported == len(steps) == at
     assert steps == list(range(at))
+
+
+def test_a_full_disk_at_the_last_batch_is_one_line_and_keeps_the_old_file(tmp_path, monkeypatch):
+    out = tmp_path / "run.jsonl"
+    out.write_text("old\n")
+
+    def full_disk(self):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(export.RecordWriter, "_write_kept", full_disk)
+    config = get_preset("standardized").config.replace(epochs=1, device="cpu")
+    with pytest.raises(headless.RunFailed) as failed:
+        headless.run_headless(config, out=str(out), stderr=io.StringIO())
+    assert str(failed.value) == f"could not write {out}: [Errno 28] No space left on device"
+    assert out.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["run.jsonl"]

@@ -88,9 +88,31 @@ def test_a_malformed_histogram_state_is_a_type_error_not_a_crash():
     kernel = sweep_kernel()
     if kernel is None or kernel.kind != "module":
         pytest.skip("no extension module here")
-    for state in (b"", bytes(8), bytes(16) + bytes(8), "not bytes", (1).to_bytes(8, "little")):
+    import struct
+
+    x = torch.arange(10.0)
+    good = struct.pack("qqqqqdd", 1, 4, x.data_ptr(), 10, 1, 0.0, 0.4)
+    assert kernel._module.histograms(good) == [3.0, 2.0, 3.0, 2.0, 0.0]
+    malformed = [
+        b"", bytes(8), bytes(24), "not bytes", good[:-1],
+        struct.pack("qq", 1 << 61, 1),  # a k whose size would overflow
+        struct.pack("qqqqqdd", 1, 1 << 61, x.data_ptr(), 10, 1, 0.0, 0.4),  # bins
+        struct.pack("qqqqqdd", 1, 4, x.data_ptr(), 10, 0, 0.0, 0.4),  # a stride of 0
+        struct.pack("qqqqqdd", 1, 4, x.data_ptr(), -1, 1, 0.0, 0.4),  # a negative length
+        struct.pack("qqqqqdd", 2, 4, x.data_ptr(), 10, 1, 0.0, 0.4),  # k against the size
+    ]  # fmt: skip
+    for state in malformed:
         with pytest.raises(TypeError):
             kernel._module.histograms(state)
+    with pytest.raises(TypeError):
+        kernel._module.flat(struct.pack("qqq", 1 << 61, 0, 1))  # a sweep's k likewise
+
+
+def test_strided_histograms_refuses_arguments_that_do_not_match():
+    t = torch.arange(10.0)
+    for strides, bounds, bins in (([1], [], 4), ([0], [(0.0, 1.0)], 4), ([1], [(0.0, 1.0)], 0)):
+        with pytest.raises(ValueError):
+            strided_histograms([t], strides, bounds, bins)
 
 
 @needs_kernel
