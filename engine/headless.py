@@ -70,7 +70,11 @@ def format_number(value: float) -> str:
 
 
 class RunFailed(Exception):
-    """Training raised: the message names the step and the error, in one line."""
+    """Training or the export failed: the message names the step or the file, and the error."""
+
+
+def _write_failed(writer, exc: OSError) -> RunFailed:
+    return RunFailed(f"could not write {writer.path}: {exc}".splitlines()[0])
 
 
 def run_headless(
@@ -110,9 +114,11 @@ def run_headless(
                 try:
                     writer.commit()  # the last batch is written here (a full disk fails it)
                 except OSError as exc:
-                    raise RunFailed(f"could not write {out}: {exc}".splitlines()[0]) from exc
+                    raise _write_failed(writer, exc) from exc
             else:
                 writer.discard()
+    if isinstance(failure, RunFailed):
+        raise failure
     if isinstance(failure, Exception) and run.last is not None:
         step = run.last.step + 1
         error = f"{type(failure).__name__}: {failure}".splitlines()[0]
@@ -174,7 +180,10 @@ def _train(
         gate.recording = True  # and from here waits until the step is recorded
         run.last = record
         if writer is not None:
-            writer.write(record)
+            try:
+                writer.write(record)
+            except OSError as exc:  # a full disk: the export failed, not the training
+                raise _write_failed(writer, exc) from exc
         run.stats_steps += record.captured
         run.activation_steps += record.activations_captured
         run.history.append(record)

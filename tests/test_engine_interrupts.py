@@ -69,7 +69,10 @@ def test_a_ctrl_c_landing_in_the_export_leaves_steps_and_records_equal(tmp_path,
     assert steps == list(range(at))
 
 
-def test_a_full_disk_at_the_last_batch_is_one_line_and_keeps_the_old_file(tmp_path, monkeypatch):
+@pytest.mark.parametrize("epochs", [1, 3])  # 32 steps: the commit's batch; 96: one mid-run
+def test_a_full_disk_is_one_line_naming_the_file_and_keeps_the_old_one(
+    tmp_path, monkeypatch, epochs
+):
     out = tmp_path / "run.jsonl"
     out.write_text("old\n")
 
@@ -77,7 +80,7 @@ def test_a_full_disk_at_the_last_batch_is_one_line_and_keeps_the_old_file(tmp_pa
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(export.RecordWriter, "_write_kept", full_disk)
-    config = get_preset("standardized").config.replace(epochs=1, device="cpu")
+    config = get_preset("standardized").config.replace(epochs=epochs, device="cpu")
     with pytest.raises(headless.RunFailed) as failed:
         headless.run_headless(config, out=str(out), stderr=io.StringIO())
     assert str(failed.value) == f"could not write {out}: [Errno 28] No space left on device"
