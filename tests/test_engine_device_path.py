@@ -157,14 +157,14 @@ def _mixed_tensors() -> list:
 
 @pytest.mark.parametrize("batch", [1 << 24, 300, 50], ids=["one batch", "split", "alone"])
 def test_batched_histograms_are_histogram_row_bit_for_bit(monkeypatch, batch):
-    from engine import histograms
+    from engine import exact_histograms as exact
+    from engine.histograms import HIST_BINS
 
-    monkeypatch.setattr(histograms, "BATCH_ELEMENTS", batch)
+    monkeypatch.setattr(exact, "BATCH_ELEMENTS", batch)
     tensors = _mixed_tensors()
-    rows = histograms.histogram_rows(tensors, histograms.HIST_BINS, torch.device("cpu"))
-    one_by_one = [histograms.histogram_row(t, histograms.HIST_BINS, torch.device("cpu"))
-                  for t in tensors]  # fmt: skip
-    assert rows.shape == (len(tensors), histograms.HIST_BINS + 3)
+    rows = exact.histogram_rows(tensors, HIST_BINS, torch.device("cpu"))
+    one_by_one = [exact.histogram_row(t, HIST_BINS, torch.device("cpu")) for t in tensors]
+    assert rows.shape == (len(tensors), HIST_BINS + 3)
     torch.testing.assert_close(rows, torch.stack(one_by_one), rtol=0, atol=0, equal_nan=True)
     assert rows[2, 2] == 4 and rows[3, 2] == 5  # the non-finite counts
 
