@@ -57,6 +57,11 @@ def sample_stride(t: torch.Tensor) -> int:
     return stride
 
 
+def bin_scale(low: float, high: float, bins: int) -> float:
+    """Bins per unit between the extremes: torch's and the C kernel's counts share it."""
+    return bins / max(high - low, 1e-30)
+
+
 def fast_histogram(x: torch.Tensor, low: float, high: float, bins: int) -> torch.Tensor:
     """bins + 1 counts of `x` between finite host-side extremes; three passes.
 
@@ -65,7 +70,7 @@ def fast_histogram(x: torch.Tensor, low: float, high: float, bins: int) -> torch
     and that their difference fits the tensor's dtype; otherwise it uses
     `histogram_row`, which sets NaN and inf apart.
     """
-    scale = bins / max(high - low, 1e-30)
+    scale = bin_scale(low, high, bins)
     # x - low >= 0 exactly (rounding is monotonic), so no index is negative;
     # the largest, bins, is reached by the maximum alone.
     index = torch.sub(x, low).mul_(scale).int()
@@ -141,7 +146,7 @@ def _native_rows(tensors: list[torch.Tensor], plans: list, found: dict) -> bool:
     # are fast ones of CPU float32 tensors: the same counts as fast_histogram.
     if not tensors or any(lo is None for _, _, lo, _, _, _ in plans):
         return False
-    bounds = [(lo, HIST_BINS / max(hi - lo, 1e-30)) for _, _, lo, hi, _, _ in plans]
+    bounds = [(lo, bin_scale(lo, hi, HIST_BINS)) for _, _, lo, hi, _, _ in plans]
     strides = [plan[5] for plan in plans]
     counts = strided_histograms(tensors, strides, bounds, HIST_BINS)
     if counts is None:
