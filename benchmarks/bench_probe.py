@@ -14,10 +14,10 @@ bare loop ran over SLOW_SPELL times slower than the model's best (timed
 before its sets) is measured once more; its note says so. Blocks are long
 enough to hold an activation step of the default policy wherever its period
 allows; the large MLP times its sampled policies on longer blocks, fewer times.
-The regression model's source factor comes from a set alternated step by
-step, each variant on its own copy of the model beside two bare copies
-(benchmarks/step_pairs.py): its 0.5 ms steps are too short for blocks to
-tell a 0% overhead from a 7% one.
+The regression model's share of the source's overhead (`overhead_share`)
+comes from a set alternated step by step, each variant on its own copy of
+the model beside two bare copies (benchmarks/step_pairs.py): its 0.5 ms
+steps are too short for blocks to tell a 0% overhead from a 7% one.
 
 Run alone: `.venv/bin/python -m benchmarks.bench_probe [--quick] [--model block]`.
 """
@@ -50,8 +50,7 @@ TENSORBOARD = "TensorBoard add_histogram"
 SOURCE = "source's way (grad.tolist())"
 FLAT_BARE = "bare, zeroed through one flat buffer"
 NO_TENSORBOARD = "tensorboard is not installed: bash setup.sh --bench"
-SOURCE_FACTOR = 10.0  # gradtui's overhead at least 10x below the source's way
-OVERHEAD_FLOOR = 0.005  # overheads below the noise count as this, not as 0
+SOURCE_SHARE = 0.1  # gradtui's overhead at most a tenth of the source's way's (10x less)
 WARM_STEPS = 5  # untimed steps of each variant before its set's rounds
 SETTLE_SECONDS = 1.0  # budgeted variants run this long untimed first: a long run's steady state
 CALIBRATION_BLOCKS = 3  # bare blocks timed before a model's sets, the best one kept
@@ -228,18 +227,42 @@ def measure(model: str, quick: bool, emit=None, schedule: Schedule | None = None
     # too short for blocks to tell the two overheads apart: step_pairs).
     how = STEP_BY_STEP if SOURCE + STEP_BY_STEP in medians else ""
     every, theirs = medians["stats every step" + how] - 1, medians[SOURCE + how] - 1
-    factor = theirs / max(every, OVERHEAD_FLOOR)
-    note = f"{theirs:+.3f} vs {every:+.3f}{how}"
+    share, note = overhead_share(every, theirs)
+    note += how
     if FLAT_BARE + how in medians:  # the probe's own work, over the loop it runs in
         own = medians["stats every step" + how] / medians[FLAT_BARE + how] - 1
         note += f"; the probe's work over a bare loop zeroed as its own is: {own:+.3f}"
+    target = f"<= {SOURCE_SHARE:g}"
     result = Result(
-        "probe", f"{model}: source's overhead / probe's (every step)", factor, "x",
-        f">= {SOURCE_FACTOR:g}", factor >= SOURCE_FACTOR, note,
+        "probe", f"{model}: probe's overhead / source's (every step)", share, "x",
+        target, check(share, target), note,
     )  # fmt: skip
     if emit is not None:
         emit(result)
     return results + [result]
+
+
+def overhead_share(probe: float, source: float) -> tuple[float | None, str]:
+    """(the probe's overhead as a share of the source's way's, a note), from their overheads.
+
+    Issue 4 asks for "at least 10x less overhead than the source's way": a
+    share of at most 0.1. The share, not the factor (the source's over the
+    probe's): a probe measured at or below 0% has no factor to give, and
+    flooring its overhead at a resolution capped the factor at the source's
+    overhead over that floor, so a probe that cost nothing read as a miss
+    wherever the source's way cost under ten floors (F52: the probe +0.3%,
+    the source's way +4.7%, "9.43x"). A share at or below zero is a watched
+    loop that ran as fast as the bare one or faster. None where the source's
+    way measured no overhead (nothing to compare with).
+    """
+    note = f"the probe {probe:+.3f}, the source's way {source:+.3f}"
+    if not source > 0:
+        return None, note + ": the source's way measured no overhead"
+    if probe > 0:
+        note += f": {source / probe:.1f}x less"
+    elif probe <= 0:  # not NaN
+        note += ": the watched loop ran at least as fast as the bare one"
+    return probe / source, note
 
 
 def run(quick: bool = False, emit=None, models=None, budget: Budget | None = None) -> list[Result]:
