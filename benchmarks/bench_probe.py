@@ -43,6 +43,7 @@ from benchmarks.loops import NEVER, Bare, Engine, EngineBare, FlatBare, Loop, Pr
 from benchmarks.probe_plans import DEFAULTS, LARGE, PLANS, Plan
 from benchmarks.step_pairs import STEP_BY_STEP, step_pair_set
 from engine.config import RunConfig
+from engine.heap import keep_freed_memory
 
 EVERY_TARGET = {"block": "<= 1.05", "large MLP": "<= 1.02"}  # issue 4's targets
 DEFAULT_TARGET = "<= 1.05"
@@ -283,7 +284,11 @@ def main() -> None:
     """Print the figures of this benchmark alone (`--model block` for one model)."""
     quick = "--quick" in sys.argv
     models = [sys.argv[sys.argv.index("--model") + 1]] if "--model" in sys.argv else None
-    print(f"bench_probe (torch {torch.__version__}, {torch.get_num_threads()} threads)")
+    kept = keep_freed_memory()  # as `machine()` does for the whole command
+    print(
+        f"bench_probe (torch {torch.__version__}, {torch.get_num_threads()} threads,"
+        f" freed memory {'kept' if kept else 'given back'})"
+    )
     run(quick, emit=lambda r: print(r.line(), flush=True), models=models)
 
 

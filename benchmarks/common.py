@@ -228,6 +228,15 @@ def machine() -> dict[str, str]:
         import torch
 
         info["torch"] = f"{torch.__version__}, {torch.get_num_threads()} intra-op threads"
+        from engine.heap import keep_freed_memory
+
+        # Before any set: bare loops and watched ones run in one process alike,
+        # as in a process with a GradientProbe (which asks the same on entry).
+        info["freed memory"] = (
+            "kept for the next step, every variant alike (engine.heap)"
+            if keep_freed_memory()
+            else "given back as the C library decides (engine.heap does not apply)"
+        )
         from engine.native_stats import sweep_kernel
 
         # Built here (once per machine) so that no timed block pays for it.

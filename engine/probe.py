@@ -42,6 +42,7 @@ from engine.compact_stats import CompactLayout, CompactStep, compact_found, comp
 from engine.general_step import measure
 from engine.graphed_sentinels import GraphedSentinels
 from engine.graphed_stats import GraphedStatistics, GraphedStep, graphable, graphed_found
+from engine.heap import keep_freed_memory
 from engine.histograms import HIST_BINS
 from engine.readout import ReadQueue, first_nonfinite, store
 from engine.recording import blank_layers, make_record
@@ -64,7 +65,8 @@ class GradientProbe:
 
     The layers are the parameters of two or more dimensions, named without
     ".weight" (engine.stats.weight_layers); hooks are removed on exit,
-    whatever happens.
+    whatever happens. Entering also has glibc's malloc keep freed memory
+    for the process's next steps (engine.heap.keep_freed_memory).
     """
 
     def __init__(
@@ -134,6 +136,10 @@ class GradientProbe:
 
     # -- lifecycle ---------------------------------------------------------
     def __enter__(self) -> GradientProbe:
+        # The process keeps freed memory for the next step (engine.heap): what a
+        # watched step allocates beside the model's tensors then cannot move the
+        # heap's top and make the model's pages fault in again each step.
+        keep_freed_memory()
         self.clip.attach(self.params)
         self.taps.attach()
         clip = self.clip
