@@ -16,7 +16,10 @@ dashboard opens (steps/s are the same as on the main thread, measured
 thread's OpenMP worker pool alive for the rest of the process, and the
 session's own pool then trains beside it; on 2 cores the dashboard measured
 105-180 steps/s after a main-thread run and 250-310 alone. A thread's pool
-ends with the thread, and no user's dashboard has a second one.
+ends with the thread, and no user's dashboard has a second one. For the
+same reason the command (`python -m benchmarks`) runs this benchmark in a
+process of its own (benchmarks.apart): after bench_probe's main-thread
+training the sigmoid-normal dashboard trained at 76 steps/s, against 182.
 
 The first dashboard of each preset also reports, as a second figure, steps/s
 with its frames drawn against the same dashboard with its frame timer
