@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             pending = {"memory": {"pending": memory}, "frame": {"ready": memory.wait}}
         more = pending.get(name, {})
         if name in APART:
-            results += run_apart(name, args.quick, emit, share, args.threads)
+            results += run_apart(name, args.quick, emit, share, args.threads, args.clock)
         else:
             results += _bench(name).run(args.quick, emit=emit, budget=share, **more)
         print(f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
@@ -167,7 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     missed = [r for r in results if r.ok is False]
     print(f"done in {seconds:.0f} s: {len(missed)} target(s) missed")
     for r in missed:
-        print(f"  missed: {r.name.strip()} = {r.value:.3f} {r.unit} (target {r.target})")
+        if r.value is None:  # a benchmark that failed before it measured (benchmarks.apart)
+            print(f"  missed: {r.name.strip()}: {r.note}")
+        else:
+            print(f"  missed: {r.name.strip()} = {r.value:.3f} {r.unit} (target {r.target})")
     if args.markdown:
         info["load average at the end"] = machine()["load average (1, 5, 15 min)"]
         with open(args.markdown, "w", encoding="utf-8") as f:

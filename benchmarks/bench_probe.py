@@ -24,6 +24,7 @@ Run alone: `.venv/bin/python -m benchmarks.bench_probe [--quick] [--model block]
 
 from __future__ import annotations
 
+import math
 import statistics
 import sys
 import time
@@ -257,6 +258,8 @@ def overhead_share(probe: float, source: float) -> tuple[float | None, str]:
     way measured no overhead (nothing to compare with).
     """
     note = f"the probe {probe:+.3f}, the source's way {source:+.3f}"
+    if math.isnan(source):
+        return None, note + ": the source's way was not measured"
     if not source > 0:
         return None, note + ": the source's way measured no overhead"
     if probe > 0:

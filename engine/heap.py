@@ -15,7 +15,8 @@ torch's own caching allocator on a GPU).
 
 `keep_freed_memory` does that once per process, where the C library is
 glibc and the user has not set glibc's own MALLOC_TRIM_THRESHOLD_,
-MALLOC_MMAP_THRESHOLD_ or MALLOC_TOP_PAD_ (theirs stand).
+MALLOC_MMAP_THRESHOLD_ or MALLOC_TOP_PAD_, nor their GLIBC_TUNABLES
+(glibc.malloc.trim_threshold and the like): theirs stand.
 GRADTUI_KEEP_FREED_MEMORY=0 turns it off. Elsewhere (macOS, musl) it does
 nothing; under another allocator preloaded (jemalloc, tcmalloc) glibc takes
 the settings and they go unused.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 import threading
 
 M_TRIM_THRESHOLD = -1  # glibc's mallopt parameters (malloc.h)
@@ -32,6 +34,7 @@ M_MMAP_THRESHOLD = -3
 TRIM_THRESHOLD = 1 << 30  # free bytes at the heap's top before any goes back to the kernel
 MMAP_THRESHOLD = 32 << 20  # glibc's largest: chunks above it are still mapped on their own
 USER_SETTINGS = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_")
+USER_TUNABLES = ("trim_threshold", "mmap_threshold", "top_pad")  # in GLIBC_TUNABLES
 SWITCH = "GRADTUI_KEEP_FREED_MEMORY"
 
 _lock = threading.Lock()
@@ -54,6 +57,9 @@ def keep_freed_memory() -> bool:
 def _apply() -> bool:
     if os.environ.get(SWITCH, "1") == "0" or any(name in os.environ for name in USER_SETTINGS):
         return False
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    if any(f"glibc.malloc.{name}" in tunables for name in USER_TUNABLES):
+        return False  # the same settings, given the newer way
     mallopt = _glibc_mallopt()
     if mallopt is None:
         return False
@@ -65,9 +71,11 @@ def _apply() -> bool:
 
 def _glibc_mallopt():
     # The running C library's mallopt where that library is glibc, else None.
+    if not sys.platform.startswith("linux"):
+        return None  # glibc is Linux's (and CDLL(None) is a TypeError on Windows)
     try:
         libc = ctypes.CDLL(None)
-    except OSError:
+    except (OSError, TypeError):
         return None
     if not hasattr(libc, "gnu_get_libc_version") or not hasattr(libc, "mallopt"):
         return None

@@ -48,7 +48,7 @@ def test_a_child_that_fails_gives_one_skipped_figure_saying_so(monkeypatch, tmp_
     )
     results = apart.run_apart("fake", False, None, Budget())
     assert len(results) == 1 and results[0].value is None
-    assert "exit 3" in results[0].note
+    assert results[0].ok is False and "exit 3" in results[0].note  # a miss: nothing measured
 
 
 def test_the_command_runs_the_dashboard_benchmark_apart(monkeypatch):
@@ -60,3 +60,16 @@ def test_the_command_runs_the_dashboard_benchmark_apart(monkeypatch):
     monkeypatch.setitem(sys.modules, "benchmarks.bench_engine_ui", types.ModuleType("unused"))
     assert command.main(["--only", "engine_ui", "--seconds", "0"]) == 0
     assert called == ["engine_ui"]
+
+
+def test_a_failed_child_makes_the_command_fail(monkeypatch, capsys):
+    import benchmarks.__main__ as command
+
+    failed = Result("engine_ui", "engine_ui, in a process of its own", None, "x", ok=False,
+                    note="the child process failed (exit 1)")  # fmt: skip
+    monkeypatch.setattr(command, "run_apart", lambda *args: [failed])
+    monkeypatch.setattr(command, "machine", lambda: {})
+    assert command.main(["--only", "engine_ui", "--seconds", "0"]) == 1
+    assert "missed: engine_ui, in a process of its own: the child process failed" in (
+        capsys.readouterr().out
+    )

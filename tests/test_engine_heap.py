@@ -13,8 +13,11 @@ import sys
 import pytest
 
 glibc = pytest.mark.skipif(
-    not sys.platform.startswith("linux") or os.confstr("CS_GNU_LIBC_VERSION") is None,
-    reason="glibc's malloc only",
+    not sys.platform.startswith("linux")
+    or os.confstr("CS_GNU_LIBC_VERSION") is None
+    or "LD_PRELOAD" in os.environ  # another allocator
+    or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", ""),
+    reason="glibc's own malloc, with its own defaults, only",
 )
 
 # The slides' block model (5 sigmoid layers of 100, a batch of 1000) trained
@@ -70,12 +73,17 @@ def test_kept_memory_is_reused_without_faulting_pages_in_again():
     assert given_back["kept"] is None and given_back["again"] is False
     assert kept["kept"] is True and kept["again"] is True
     assert sum(kept["faults"]) < 400, kept
-    assert sum(given_back["faults"]) > 800, given_back
+    assert sum(given_back["faults"]) > 2 * sum(kept["faults"]) + 400, (given_back, kept)
 
 
 @glibc
 @pytest.mark.parametrize(
-    "env", [{"GRADTUI_KEEP_FREED_MEMORY": "0"}, {"MALLOC_TRIM_THRESHOLD_": "131072"}]
+    "env",
+    [
+        {"GRADTUI_KEEP_FREED_MEMORY": "0"},
+        {"MALLOC_TRIM_THRESHOLD_": "131072"},
+        {"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=131072"},
+    ],
 )
 def test_the_users_own_settings_or_the_switch_leave_malloc_alone(env):
     result = _child("keep", **env)
