@@ -15,8 +15,8 @@ from operator import attrgetter, is_
 
 import torch
 
+from engine.grad_partials import host_partials
 from engine.host_copy import HostCopy, device_vector
-from engine.native_stats import TensorSweep
 from engine.readout import ReadQueue, store
 from engine.recording import l2_total
 from engine.stats import cpu_norm
@@ -56,17 +56,16 @@ def swept_sentinels(probe, loss: torch.Tensor, eager_devices: set[str]) -> dict 
     raw gradient aside, a missing gradient, no kernel) or where the loss or
     the norm is not finite: the general path then captures the step in full.
     """
-    clip = probe.clip
-    if clip.changes_gradients or not clip.raw_is_grad:
-        return None
     grads = list(map(_GRAD, probe.params))
     if any(map(_IS_NONE, grads)) or grads[0].device.type not in eager_devices:
         return None
-    sweep = TensorSweep.build(grads)  # fresh gradients each step: a sweep for this one
-    if sweep is None:
-        return None
-    k = len(grads)
-    raw_value = l2_total(sweep.flat()[k : 2 * k])  # inf where a sum of squares overflowed
+    # The statistics step's own sweep (clipping and a kept raw gradient excluded).
+    read = host_partials(probe, probe._all_present)
+    return None if read is None else _finite_found(loss, l2_total(read[1]))
+
+
+def _finite_found(loss: torch.Tensor, raw_value: float) -> dict | None:
+    # A CPU sentinel step's values, the loss read here; None where either is not finite.
     loss_value = loss.item()
     if not (math.isfinite(loss_value) and math.isfinite(raw_value)):
         return None
@@ -91,11 +90,8 @@ def flat_sentinels(probe, loss: torch.Tensor, eager_devices: set[str]) -> dict |
         raw_value = float(raw_total)
     else:
         raw_value = flat.host_norm()
-    loss_value = loss.item()
-    if not (math.isfinite(loss_value) and math.isfinite(raw_value)):
-        return None
-    found = {"present": (), "loss": [loss_value], "raw_total": [raw_value]}
-    if clip.changes_gradients:
+    found = _finite_found(loss, raw_value)
+    if found is not None and clip.changes_gradients:
         clip.apply([raw_total])
         found["applied_total"] = [float(flat.norm())]
     return found
