@@ -53,6 +53,20 @@ class ModuleKernel:
         )
         return functools.partial(self._module.flat, state)
 
+    def repointed(self, lengths: list[int]):
+        """`sweeper` for tensors of fixed `lengths` whose addresses change: f(pointers, threads).
+
+        Each call packs only the addresses (the lengths are packed once).
+        """
+        k, flat = len(lengths), self._module.flat
+        pack_head, pack_pointers = struct.Struct("qqq").pack, struct.Struct(f"{k}Q").pack
+        tail = struct.pack(f"{k}q", *lengths)
+
+        def sweep(pointers: list[int], threads: int) -> list[float]:
+            return flat(pack_head(k, 0, threads) + pack_pointers(*pointers) + tail)
+
+        return sweep
+
     def summer(self, pointer: int, n: int):
         """A callable returning the sum of squares of the n floats at `pointer`."""
         state = struct.pack("qqqQq", 1, 0, 1, pointer, n)
@@ -98,6 +112,23 @@ class LibraryKernel:
             return out.tolist()
 
         return flat
+
+    def repointed(self, lengths: list[int]):
+        """`sweeper` for tensors of fixed `lengths` whose addresses change: f(pointers, threads)."""
+        k, tensor_sweep = len(lengths), self._library.tensor_sweep
+        pointer_array = ctypes.c_void_p * k
+        lengths_in = (ctypes.c_int64 * k)(*lengths)
+        out = np.empty(5 * k + 1)
+        into = ctypes.c_void_p(out.ctypes.data)
+
+        def sweep(pointers: list[int], threads: int) -> list[float]:
+            tensor_sweep(
+                pointer_array(*pointers), lengths_in, ctypes.c_int64(k), ctypes.c_int64(0),
+                ctypes.c_int64(threads), into,
+            )  # fmt: skip
+            return out.tolist()
+
+        return sweep
 
     def summer(self, pointer: int, n: int):
         """A callable returning the sum of squares of the n floats at `pointer`."""

@@ -18,7 +18,9 @@ callers keep numpy's way. GRADTUI_NATIVE=0 turns it off.
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 import threading
 
 import torch
@@ -78,6 +80,9 @@ def places(tensors: list[torch.Tensor]) -> list[tuple[int, int]]:
 
 
 _DATA_PTR, _NUMEL = torch.Tensor.data_ptr, torch.Tensor.numel
+# Tested through C-level maps: a Python frame a tensor costs ~1 us right after backward.
+_IS_CONTIGUOUS, _DTYPE = torch.Tensor.is_contiguous, operator.attrgetter("dtype")
+_IS_NONE = functools.partial(operator.is_, None)
 
 
 def _library():
@@ -143,6 +148,49 @@ class TensorSweep:
     def __call__(self) -> list[list[float]]:
         """[sums, norms, minima, maxima], one float per tensor, NaN and inf as they come."""
         values, k = self.flat(), self._k
+        return [values[:k], values[k : 2 * k], values[2 * k : 3 * k], values[3 * k : 4 * k]]
+
+
+class FreshSweep:
+    """A TensorSweep over the gradients of fixed parameters, which autograd makes anew each step.
+
+    Built once for the parameters, where a TensorSweep was built for each
+    step's gradients: their checks, their addresses and the call's state
+    cost 125-170 us right after backward on an 8x1024 MLP, against ~40 here.
+    torch's `.grad` setter holds every gradient to its parameter's size and
+    device, so each call asks only what can still differ: whether a
+    gradient is missing, float32 (a parameter's grad dtype may be set
+    apart) or laid out other than contiguously.
+    """
+
+    __slots__ = ("_sweep", "_k", "_threaded", "_float32s")
+
+    def __init__(self, kernel, lengths: list[int]) -> None:
+        self._sweep = kernel.repointed(lengths)
+        self._k = len(lengths)
+        self._threaded = kernel.threaded
+        self._float32s = [torch.float32] * len(lengths)
+
+    @staticmethod
+    def build(params: list[torch.Tensor]) -> FreshSweep | None:
+        """The sweep for `params`' gradients; None without the kernel or for other than CPU float32."""
+        kernel = _library()
+        if kernel is None or not params or not all(map(_suits, params)):
+            return None
+        return FreshSweep(kernel, list(map(_NUMEL, params)))
+
+    def __call__(self, grads: list[torch.Tensor | None]) -> list[list[float]] | None:
+        """[sums, norms, minima, maxima] of `grads` (one per parameter, in order), or None.
+
+        None where one is missing, of another dtype or not contiguous. Read
+        at once: the caller holds `grads` while this runs.
+        """
+        if any(map(_IS_NONE, grads)) or list(map(_DTYPE, grads)) != self._float32s:
+            return None
+        if not all(map(_IS_CONTIGUOUS, grads)):  # a sparse gradient is not either
+            return None
+        threads = torch.get_num_threads() if self._threaded else 1
+        values, k = self._sweep(list(map(_DATA_PTR, grads)), threads), self._k
         return [values[:k], values[k : 2 * k], values[2 * k : 3 * k], values[3 * k : 4 * k]]
 
 

@@ -44,6 +44,7 @@ from engine.graphed_sentinels import GraphedSentinels
 from engine.graphed_stats import GraphedStatistics, GraphedStep, graphable, graphed_found
 from engine.heap import keep_freed_memory
 from engine.histograms import HIST_BINS
+from engine.native_stats import FreshSweep
 from engine.readout import ReadQueue, first_nonfinite, store
 from engine.recording import blank_layers, make_record
 from engine.records import StepRecord
@@ -99,6 +100,7 @@ class GradientProbe:
         self.taps = ActivationTap(model, self.layer_names)
         # A small CPU model's weight norms without torch's per-call cost (HostNorms).
         self._host_norms = None if self.large_layers else HostNorms(list(self.layer_params))
+        self._fresh_sweep: FreshSweep | None | bool = False  # False: not built yet
         # On the CPU, reading a large model's weights for their norms costs as
         # much as its gradient statistics (1.35 against 1.5 ms a statistics
         # step of an 8x1024 MLP, out of ~100 on 2 cores): they, and so the
@@ -124,6 +126,13 @@ class GradientProbe:
     @flat.setter
     def flat(self, flat) -> None:
         self._flat, self._lane = flat, None
+
+    @property
+    def fresh_sweep(self) -> FreshSweep | None:
+        """The C sweep of this model's gradients (engine.native_stats), built on first use; or None."""
+        if self._fresh_sweep is False:
+            self._fresh_sweep = FreshSweep.build(self.params)
+        return self._fresh_sweep
 
     @property
     def clip(self) -> ClipStrategy:

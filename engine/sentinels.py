@@ -60,7 +60,7 @@ def swept_sentinels(probe, loss: torch.Tensor, eager_devices: set[str]) -> dict 
     if any(map(_IS_NONE, grads)) or grads[0].device.type not in eager_devices:
         return None
     # The statistics step's own sweep (clipping and a kept raw gradient excluded).
-    read = host_partials(probe, probe._all_present)
+    read = host_partials(probe, probe._all_present, grads)
     return None if read is None else _finite_found(loss, l2_total(read[1]))
 
 
