@@ -160,14 +160,16 @@ class FreshSweep:
     torch's `.grad` setter holds every gradient to its parameter's size and
     device, so each call asks only what can still differ: whether a
     gradient is missing, float32 (a parameter's grad dtype may be set
-    apart) or laid out other than contiguously.
+    apart), laid out other than contiguously, or of another length than
+    when built (a parameter given new data of another size).
     """
 
-    __slots__ = ("_sweep", "_k", "_threaded", "_float32s")
+    __slots__ = ("_sweep", "_k", "_threaded", "_float32s", "_lengths")
 
     def __init__(self, kernel, lengths: list[int]) -> None:
         self._sweep = kernel.repointed(lengths)
         self._k = len(lengths)
+        self._lengths = lengths
         self._threaded = kernel.threaded
         self._float32s = [torch.float32] * len(lengths)
 
@@ -182,12 +184,15 @@ class FreshSweep:
     def __call__(self, grads: list[torch.Tensor | None]) -> list[list[float]] | None:
         """[sums, norms, minima, maxima] of `grads` (one per parameter, in order), or None.
 
-        None where one is missing, of another dtype or not contiguous. Read
-        at once: the caller holds `grads` while this runs.
+        None where one is missing, of another dtype or length, or not
+        contiguous: the kernel reads each where it lies, for as many floats
+        as it was built for. Read at once: the caller holds `grads` meanwhile.
         """
         if any(map(_IS_NONE, grads)) or list(map(_DTYPE, grads)) != self._float32s:
             return None
         if not all(map(_IS_CONTIGUOUS, grads)):  # a sparse gradient is not either
+            return None
+        if list(map(_NUMEL, grads)) != self._lengths:
             return None
         threads = torch.get_num_threads() if self._threaded else 1
         values, k = self._sweep(list(map(_DATA_PTR, grads)), threads), self._k

@@ -84,6 +84,9 @@ def test_a_gradient_it_cannot_read_as_it_lies_gives_none_not_a_wrong_number():
     sparse[1] = grads[1].to_sparse()
     for case in (missing, transposed, sparse):
         assert sweep(case) is None
+    shrunk = list(grads)
+    shrunk[4] = grads[4][:1].clone()  # as after `p.data = smaller`: never read past its end
+    assert sweep(shrunk) is None
     params[2].grad = None
     params[2].grad_dtype = torch.float64  # a parameter's gradients may be kept in another dtype
     params[2].grad = grads[2].double()
