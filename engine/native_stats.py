@@ -82,6 +82,7 @@ def places(tensors: list[torch.Tensor]) -> list[tuple[int, int]]:
 _DATA_PTR, _NUMEL = torch.Tensor.data_ptr, torch.Tensor.numel
 # Tested through C-level maps: a Python frame a tensor costs ~1 us right after backward.
 _IS_CONTIGUOUS, _DTYPE = torch.Tensor.is_contiguous, operator.attrgetter("dtype")
+_IS_CPU = operator.attrgetter("is_cpu")
 _IS_NONE = functools.partial(operator.is_, None)
 
 
@@ -158,10 +159,12 @@ class FreshSweep:
     step's gradients: their checks, their addresses and the call's state
     cost 125-170 us right after backward on an 8x1024 MLP, against ~40 here.
     torch's `.grad` setter holds every gradient to its parameter's size and
-    device, so each call asks only what can still differ: whether a
-    gradient is missing, float32 (a parameter's grad dtype may be set
-    apart), laid out other than contiguously, or of another length than
-    when built (a parameter given new data of another size).
+    device, so each call asks what can still differ: whether a gradient is
+    missing, on the CPU (a parameter given new data elsewhere, as
+    `module.cuda()` does, keeps its object), float32 (a parameter's grad
+    dtype may be set apart), laid out other than contiguously, or of another
+    length than when built (new data of another size). One caller at a
+    time: through ctypes, a sweep writes into one buffer of its own.
     """
 
     __slots__ = ("_sweep", "_k", "_threaded", "_float32s", "_lengths")
@@ -189,6 +192,8 @@ class FreshSweep:
         as it was built for. Read at once: the caller holds `grads` meanwhile.
         """
         if any(map(_IS_NONE, grads)) or list(map(_DTYPE, grads)) != self._float32s:
+            return None
+        if not all(map(_IS_CPU, grads)):  # a device's address is no host memory
             return None
         if not all(map(_IS_CONTIGUOUS, grads)):  # a sparse gradient is not either
             return None

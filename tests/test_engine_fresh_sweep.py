@@ -66,7 +66,7 @@ def test_nan_and_inf_come_through_as_they_are():
     grads[2][5, 7] = math.nan
     grads[4][0, 0] = math.inf
     sums, norms, lows, highs = sweep(grads)
-    assert math.isnan(sums[2]) and math.isnan(norms[2]) and math.isnan(lows[2])
+    assert all(math.isnan(row[2]) for row in (sums, norms, lows, highs))
     assert sums[4] == math.inf and norms[4] == math.inf and highs[4] == math.inf
     assert all(map(math.isfinite, sums[:2] + [sums[3]]))
 
@@ -86,14 +86,47 @@ def test_a_gradient_it_cannot_read_as_it_lies_gives_none_not_a_wrong_number():
         assert sweep(case) is None
     shrunk = list(grads)
     shrunk[4] = grads[4][:1].clone()  # as after `p.data = smaller`: never read past its end
-    assert sweep(shrunk) is None
+    # As after `module.cuda()` for one layer: its address is no host memory (a meta
+    # tensor's is 0, which the kernel would have read had the device gone unasked).
+    elsewhere = list(grads)
+    elsewhere[3] = torch.empty_like(grads[3], device="meta")
+    for case in (shrunk, elsewhere):
+        assert sweep(case) is None
+    assert sweep(grads) is not None  # the gradients it was given before: still read
+
+
+@needs_kernel
+@pytest.mark.skipif(not hasattr(torch.Tensor, "grad_dtype"), reason="torch before grad_dtype")
+def test_a_gradient_kept_in_another_dtype_gives_none():
+    model = _model()
+    params = list(model.parameters())
+    sweep = FreshSweep.build(params)
+    grads = _backward(model, 0)
     params[2].grad = None
     params[2].grad_dtype = torch.float64  # a parameter's gradients may be kept in another dtype
     params[2].grad = grads[2].double()
     assert sweep([p.grad for p in params]) is None
-    assert sweep(grads) is not None  # the float32 gradients it was given before: still read
 
 
+@needs_kernel
+def test_a_sweep_of_over_a_million_floats_on_torch_s_threads_is_torch_s():
+    # Above the kernel's PARALLEL_ABOVE (1 << 20 floats in all): the chunked sweep.
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Linear(1100, 1100), nn.Tanh(), nn.Linear(1100, 1))
+    sweep = FreshSweep.build(list(model.parameters()))
+    threads = torch.get_num_threads()
+    try:
+        for count in {1, max(2, threads)}:
+            torch.set_num_threads(count)
+            model.zero_grad(set_to_none=True)
+            nn.functional.mse_loss(model(torch.randn(8, 1100)), torch.randn(8, 1)).backward()
+            grads = [p.grad for p in model.parameters()]
+            _assert_rows(sweep(grads), _torch_rows(grads))
+    finally:
+        torch.set_num_threads(threads)
+
+
+@needs_kernel
 def test_no_sweep_for_parameters_other_than_cpu_float32():
     assert FreshSweep.build([]) is None
     assert FreshSweep.build([nn.Parameter(torch.zeros(4, dtype=torch.float64))]) is None
