@@ -27,8 +27,10 @@ computed, while the tensors are as measured, so that the few statistics the
 fast partials cannot give to float tolerance are recomputed (engine.stats).
 A small CPU model's statistics step keeps the C sweep's numbers as they are
 and its record's layers are built from them when read (engine.compact_stats);
-a GPU's keeps its graph's vector the same way (engine.graphed_stats). Steps
-no fast path takes go the general way (engine.general_step).
+a GPU's keeps its graph's vector the same way (engine.graphed_stats). A plain
+step over a CPU flat buffer reads its sentinels through the Trainer's own lane
+(engine.plain_lane). Steps no fast path takes go the general way
+(engine.general_step).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from engine.graphed_stats import GraphedStatistics, GraphedStep, graphable, grap
 from engine.heap import keep_freed_memory
 from engine.histograms import HIST_BINS
 from engine.native_stats import FreshSweep
+from engine.plain_lane import PlainLane, PlainStep
 from engine.readout import ReadQueue, first_nonfinite, store
 from engine.recording import blank_layers, make_record
 from engine.records import StepRecord
@@ -81,6 +84,7 @@ class GradientProbe:
     ) -> None:
         self.model = model
         self._lane = None  # compact_found's steady state (engine.compact_stats.compact_lane)
+        self._plain: PlainLane | None | bool = False  # a plain step's lane; False: not built yet
         self._flat = None
         self.clip = clip or ClipStrategy()
         self.capture_every = capture_every
@@ -125,7 +129,7 @@ class GradientProbe:
 
     @flat.setter
     def flat(self, flat) -> None:
-        self._flat, self._lane = flat, None
+        self._flat, self._lane, self._plain = flat, None, False
 
     @property
     def fresh_sweep(self) -> FreshSweep | None:
@@ -141,7 +145,7 @@ class GradientProbe:
 
     @clip.setter
     def clip(self, clip: ClipStrategy) -> None:
-        self._clip, self._lane = clip, None
+        self._clip, self._lane, self._plain = clip, None, False
 
     # -- lifecycle ---------------------------------------------------------
     def __enter__(self) -> GradientProbe:
@@ -214,6 +218,16 @@ class GradientProbe:
                     elif self._graphed is not None:
                         pending = graphed_found(self, loss)
             else:
+                # A plain step over the CPU flat buffer: the Trainer's own lane
+                # (engine.plain_lane), ~7 us less than sentinel_pending right after backward.
+                plain = self._plain
+                if plain is False:
+                    plain = self._plain = PlainLane.for_probe(self, EAGER_DEVICES)
+                if plain is not None and self._flat.device_type in EAGER_DEVICES:
+                    read = plain.read(loss)
+                    if read is not None:
+                        self._pending = PlainStep(read)
+                        return
                 pending = sentinel_pending(self, loss, EAGER_DEVICES)
             if pending is not None:
                 self._pending = pending  # for end_step
@@ -241,6 +255,8 @@ class GradientProbe:
         """Read what the step measured (one host copy) and build its record."""
         pending, self._pending = self._pending, None
         kind = type(pending)
+        if kind is PlainStep:  # a plain step read through the flat buffer's lane
+            return pending.record(self, epoch, extra)
         if kind is CompactStep:  # a small CPU model's statistics step
             return pending.record(self, epoch, extra)
         if kind is GraphedStep:  # a GPU's graphed statistics step

@@ -23,8 +23,9 @@ def _same(a, b) -> bool:
 
 def _records(config, lane: bool, steps: int, before_step=None) -> tuple[Trainer, list]:
     trainer = Trainer(config)
-    if not lane:
+    if not lane:  # the Trainer's lane and the probe's own use of it (GradientProbe._plain)
         trainer._lane = None
+        trainer.probe._plain = None
     records = []
     for _ in range(steps):
         if before_step is not None:
