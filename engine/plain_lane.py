@@ -9,9 +9,10 @@ regression model's ~250 us step. The Trainer takes this lane instead where
 it applies: one C call for the flat buffer's sum of squares, the loss read,
 one record, ~5 us. A probe in a user's loop over a flat buffer takes the
 same lane from `after_backward` to `end_step` (PlainStep): 13-14 against
-16-18 us on the regression model, 39 against 45 us on the block model. A step whose loss or norm is not finite, or whose
-gradient a caller replaced, leaves the lane (None from `read`), and the
-probe's general path captures it in full as ever.
+16-18 us on the regression model, 39 against 45 us on the block model. A
+step whose loss or norm is not finite, or whose gradient a caller
+replaced, leaves the lane (None from `read`), and the probe's general path
+captures it in full as ever.
 
 On a GPU a step is host-bound too (~40 us of host time a kernel launch on
 the H100 of the benchmarks), and its sentinels are one CUDA graph replay
@@ -37,14 +38,18 @@ class PlainLane:
     """The sentinel step of a GradientProbe over a CPU flat gradient buffer (engine.flat_grads).
 
     Built by `for_probe` only where nothing clips the gradients or keeps
-    them aside, no per-time-step norms are taken (the rnn), and the C kernel
-    gives the buffer's sum of squares.
+    them aside and the C kernel gives the buffer's sum of squares; for the
+    Trainer's own steps, only where no per-time-step norms are taken (the
+    rnn: a probe's PlainStep carries them from `end_step` instead). It keeps
+    the probe's blank layers, not the probe: a probe keeps its own lane, and
+    the model must be freed with its last reference, not by the cycle
+    collector.
     """
 
-    __slots__ = ("_probe", "_flat", "_square_sum")
+    __slots__ = ("_blank", "_flat", "_square_sum")
 
     def __init__(self, probe, flat) -> None:
-        self._probe = probe
+        self._blank = probe.blank_layers
         self._flat = flat
         self._square_sum = flat._square_sum
 
@@ -80,7 +85,7 @@ class PlainLane:
         """The StepRecord of plain step `step`, from what `read` gave."""
         loss, norm = read
         return new_step_record(
-            step, epoch, loss, norm, norm, None, self._probe.blank_layers, None, None, False, False
+            step, epoch, loss, norm, norm, None, self._blank, None, None, False, False
         )
 
 

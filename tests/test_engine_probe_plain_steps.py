@@ -143,3 +143,44 @@ def test_where_the_buffer_is_not_read_eagerly_the_lane_is_not_taken(monkeypatch,
     assert reads == []
     assert all(math.isfinite(r.grad_norm) for r in records)
     assert not any(r.captured for r in records[1:])  # step 0 captures everything
+
+
+@needs_kernel
+def test_a_buffer_let_go_or_devices_changed_mid_run_leave_the_lane(monkeypatch, reads):
+    model = _model()
+    flat = FlatGradients(list(model.parameters()))
+    batches = random_batches(2, 10, 32)
+    with GradientProbe(model, capture_every=NEVER, activation_every=NEVER) as watcher:
+        watcher.flat = flat
+        probed_steps(watcher, model, batches, flat)  # step 1 builds the lane and takes it
+        monkeypatch.setattr(probe_module, "EAGER_DEVICES", set())  # read once, as on a GPU
+        after = probed_steps(watcher, model, batches, flat)
+        monkeypatch.setattr(probe_module, "EAGER_DEVICES", {"cpu"})
+        watcher.flat = None  # the loop zeroes with zero_grad() from here
+        unbuffered = probed_steps(watcher, model, batches)
+    assert reads == [True]
+    assert math.isfinite(after[1].grad_norm) and math.isfinite(unbuffered[1].grad_norm)
+    assert not (after[1].captured or unbuffered[1].captured)
+
+
+@needs_kernel
+def test_a_probe_that_took_the_lane_is_freed_with_its_last_reference(reads):
+    import gc
+    import weakref
+
+    model = _model()
+    flat = FlatGradients(list(model.parameters()))
+    watcher = GradientProbe(model, capture_every=NEVER, activation_every=NEVER).__enter__()
+    watcher.flat = flat
+    probed_steps(watcher, model, random_batches(3, 10, 32), flat)
+    watcher.close()
+    assert reads == [True, True]
+    gone = [weakref.ref(model), weakref.ref(watcher)]
+    was_enabled = gc.isenabled()
+    gc.disable()  # freed by reference counts alone, not by the cycle collector
+    try:
+        del model, flat, watcher
+        assert [ref() is None for ref in gone] == [True, True]
+    finally:
+        if was_enabled:
+            gc.enable()
