@@ -148,8 +148,7 @@ class TensorSweep:
 
     def __call__(self) -> list[list[float]]:
         """[sums, norms, minima, maxima], one float per tensor, NaN and inf as they come."""
-        values, k = self.flat(), self._k
-        return [values[:k], values[k : 2 * k], values[2 * k : 3 * k], values[3 * k : 4 * k]]
+        return _four_rows(self.flat(), self._k)
 
 
 class FreshSweep:
@@ -200,8 +199,12 @@ class FreshSweep:
         if list(map(_NUMEL, grads)) != self._lengths:
             return None
         threads = torch.get_num_threads() if self._threaded else 1
-        values, k = self._sweep(list(map(_DATA_PTR, grads)), threads), self._k
-        return [values[:k], values[k : 2 * k], values[2 * k : 3 * k], values[3 * k : 4 * k]]
+        return _four_rows(self._sweep(list(map(_DATA_PTR, grads)), threads), self._k)
+
+
+def _four_rows(values: list[float], k: int) -> list[list[float]]:
+    # A sweep's sums, norms, minima and maxima of its k tensors, from its flat list.
+    return [values[:k], values[k : 2 * k], values[2 * k : 3 * k], values[3 * k : 4 * k]]
 
 
 def torch_norms_where_infinite(norms: list[float], tensors: list[torch.Tensor]) -> list[float]:

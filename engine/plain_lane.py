@@ -83,10 +83,7 @@ class PlainLane:
 
     def record(self, step: int, epoch: int, read: tuple[float, float]) -> StepRecord:
         """The StepRecord of plain step `step`, from what `read` gave."""
-        loss, norm = read
-        return new_step_record(
-            step, epoch, loss, norm, norm, None, self._blank, None, None, False, False
-        )
+        return plain_record(step, epoch, read, self._blank)
 
 
 class PlainStep:
@@ -103,12 +100,18 @@ class PlainStep:
 
     def record(self, probe, epoch: int, extra=None) -> StepRecord:
         """The step's record, as the general sentinel path makes it; `extra`, an rnn's norms."""
-        loss, norm = self.read
         timesteps = None if extra is None else tuple(extra.detach().reshape(-1).tolist())
-        return new_step_record(
-            probe.step, epoch, loss, norm, norm, None, probe.blank_layers, None, timesteps,
-            False, False,
-        )  # fmt: skip
+        return plain_record(probe.step, epoch, self.read, probe.blank_layers, timesteps)
+
+
+def plain_record(
+    step: int, epoch: int, read: tuple[float, float], blank, timesteps=None
+) -> StepRecord:
+    """A plain step's StepRecord: its (loss, norm), nothing measured per layer (`blank`)."""
+    loss, norm = read
+    return new_step_record(
+        step, epoch, loss, norm, norm, None, blank, None, timesteps, False, False
+    )
 
 
 class ReplayLane:
