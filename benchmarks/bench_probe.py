@@ -14,6 +14,13 @@ bare loop ran over SLOW_SPELL times slower than the model's best (timed
 before its sets) is measured once more; its note says so. Blocks are long
 enough to hold an activation step of the default policy wherever its period
 allows; the large MLP times its sampled policies on longer blocks, fewer times.
+The variants that do the same work every step (SHORT_BLOCKS: sentinels,
+statistics every step, and on the block model the source's way) are timed
+in short blocks instead, many of them, each against one bare neighbour
+(common.interleaved): this VM's slow spells last seconds, so a block read
+about as far from its neighbours at 10 steps as at 50 (IQR 0.97-1.05
+against 0.96-1.06, block model), and five times the pairs in the same time
+narrowed the median's standard error from ~3% to ~1%.
 The regression model's share of the source's overhead (`overhead_share`)
 comes from a set alternated step by step, each variant on its own copy of
 the model beside two bare copies (benchmarks/step_pairs.py): its 0.5 ms
@@ -59,20 +66,27 @@ CALIBRATION_BLOCKS = 3  # bare blocks timed before a model's sets, the best one 
 SLOW_SPELL = 1.25  # a set whose bare loop ran this much slower than its best is measured again
 # The sets holding targets. The engine set's bare loop draws shuffled batches
 # as the Trainer does, ~5% slower than the plain bare loop held against it.
-RETRIED = ("probe", "every step", "engine")
+RETRIED = ("probe", "every step", "sampled", "engine")
 # At most this long spent re-measuring, all models together (268-279 s for
 # the command with one re-measured set); a re-measured set also gets only its
 # share of the time budget left, so the sets after it give up rounds, not the
 # command its five minutes.
 RETRY_SECONDS = 25.0
+# Sets of variants that do the same work every step, timed in short blocks,
+# each against one bare neighbour (see below and common.interleaved).
+SHORT_BLOCKS = ("every step",)
 _retry_spent = [0.0]  # seconds re-measuring so far, in this process
 
 
 def variants(kind: str, loop: Loop, config: RunConfig) -> tuple[dict, object]:
     """(variants by name, the baseline variant) of one set."""
+    # Short blocks (SHORT_BLOCKS) keep one probe for all their blocks, as a
+    # user's loop does: a probe made for each block would pay its first
+    # step's costs every few steps.
+    kept = kind in SHORT_BLOCKS
     every = {
-        "sentinels only": Probe(loop, NEVER, NEVER),
-        "stats every step": Probe(loop, 1, NEVER),
+        "sentinels only": Probe(loop, NEVER, NEVER, kept=kept),
+        "stats every step": Probe(loop, 1, NEVER, kept=kept),
     }
     sampled = {
         "everything every 10th step": Probe(loop, 10, 10),
@@ -85,7 +99,12 @@ def variants(kind: str, loop: Loop, config: RunConfig) -> tuple[dict, object]:
         # overheads whose ratio is a target, each from 9-13 pairs, not 3.
         return {**every, **sampled, SOURCE: Source(loop, "tolist")}, Bare(loop)
     if kind == "every step":
-        return every, Bare(loop)
+        # The source's way in the same rounds as the probe's statistics (the
+        # two overheads whose ratio is a target), but for the large MLP: at
+        # ~5x its bare step it would take the set's time; there it is one of
+        # the alternatives.
+        source = {} if config is LARGE else {SOURCE: Source(loop, "tolist")}
+        return every | source, Bare(loop)
     if kind == "sampled":
         return sampled, Bare(loop)
     if kind == "alternatives":
@@ -132,8 +151,9 @@ def _timed_set(loop: Loop, config: RunConfig, plan: Plan, budget: Budget, quick:
         block_runner(variant, min(steps, WARM_STEPS))()
     runners = {name: block_runner(v, steps) for name, v in named.items()}
     bare_times: list[float] = []
+    neighbours = "one" if kind in SHORT_BLOCKS else "both"
     ratios = interleaved(
-        block_runner(baseline, steps), runners, rounds, 0, bare_times, budget, minimum
+        block_runner(baseline, steps), runners, rounds, 0, bare_times, budget, minimum, neighbours
     )
     return ratios, statistics.median(bare_times) / steps * 1000, named
 

@@ -49,9 +49,21 @@ class Plan(NamedTuple):
 # Session 22: the large MLP's sampled set keeps all 3 rounds in a slow hour
 # too (~6 s more then): cut to 2, a mean, its default policy read 1.116x and
 # 1.056x (F54, F55) while its sentinels read 1.012x and 1.025x.
+# Session 24: the sets whose variants do the same work every step run short
+# blocks, many rounds (bench_probe.SHORT_BLOCKS). Recorded in a slow hour
+# (bare block step 4-5 ms), with the time each design took held equal, the
+# block model's statistics every step read a median whose standard error was
+# 3.0-3.8% with 9 rounds of 50-step blocks, 1.0-1.4% with 45 rounds of 10
+# steps and 0.6-0.8% with 90 rounds of 5; the large MLP's, in A/A draws from
+# a recorded bare run, 2.1% with 8 rounds of 2 steps and 1.8% with 16 of 1
+# step. The block model's short set also takes the source's way (the share
+# of its overhead is a target). The sampled policies keep 50-step blocks, in
+# a set of their own: their activation steps come every ~30-100 steps, and a
+# median over short blocks would leave those steps out.
 PLANS = {
     "block": (BLOCK, [
-        Plan("probe", 50, 9, 5, 27.2),
+        Plan("every step", 10, 40, 20, 14.5),
+        Plan("sampled", 50, 9, 5, 11.5),
         Plan("alternatives", 50, 3, 2, 10.5),
         Plan("engine", 50, 13, 7, 17.1),
     ]),
@@ -62,7 +74,7 @@ PLANS = {
         Plan("engine", 300, 13, 7, 14.6),
     ]),
     "large MLP": (LARGE, [
-        Plan("every step", 2, 8, 5, 10.4),
+        Plan("every step", 1, 20, 12, 13.0),
         Plan("sampled", 10, 3, 3, 20.6),
         Plan("alternatives", 2, 1, 1, 6.1),
     ]),

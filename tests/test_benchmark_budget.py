@@ -1,8 +1,10 @@
-"""The benchmark command's time budget: slow hours cut rounds past the minimum, never below."""
+"""The benchmark command's time budget (slow hours cut rounds past the minimum, never below) and its pairing."""
 
 from __future__ import annotations
 
 import math
+import random
+import statistics
 
 import pytest
 
@@ -95,3 +97,41 @@ def test_interleaved_keeps_its_pairs_and_notes_the_cut(clock):
 def test_interleaved_without_a_budget_runs_its_rounds(clock):
     ratios = interleaved(clock.block(1.0), {"a": clock.block(2.0)}, 4, warmup=0)
     assert ratios == {"a": [2.0] * 4}
+
+
+def _timer(times):
+    """A block runner returning the next of `times` each call."""
+    it = iter(times)
+    return lambda: next(it)
+
+
+def test_one_neighbour_alternates_the_block_before_and_the_block_after():
+    # Round 0: bare 1, v 10, bare 2 (even: the one after); round 1: bare 4, v 20, bare 5.
+    ratios = interleaved(
+        _timer([1.0, 2.0, 4.0, 5.0]), {"v": _timer([10.0, 20.0])}, 2, warmup=0, neighbours="one"
+    )
+    assert ratios == {"v": [10.0 / 2.0, 20.0 / 4.0]}
+    both = interleaved(_timer([1.0, 2.0, 4.0, 5.0]), {"v": _timer([10.0, 20.0])}, 2, warmup=0)
+    assert both == {"v": [10.0 / 1.5, 20.0 / 4.5]}
+    with pytest.raises(ValueError, match="neighbours"):
+        interleaved(_timer([1.0]), {"v": _timer([1.0])}, 1, warmup=0, neighbours="mean")
+
+
+def test_one_neighbour_reads_no_gap_between_equal_loops_with_skewed_times():
+    # A/A: the variant and the baseline draw block times from one right-skewed
+    # law. Over the mean of two neighbours (less skewed than one block) the
+    # median sits below 1; over one neighbour it sits at 1.
+    rng = random.Random(4)
+
+    def skewed() -> float:
+        return rng.lognormvariate(0.0, 0.3)
+
+    def runs():
+        return (lambda: skewed()), {"v": lambda: skewed()}
+
+    base, variants = runs()
+    one = statistics.median(interleaved(base, variants, 4000, warmup=0, neighbours="one")["v"])
+    base, variants = runs()
+    both = statistics.median(interleaved(base, variants, 4000, warmup=0)["v"])
+    assert one == pytest.approx(1.0, abs=0.006)
+    assert both < 0.99
