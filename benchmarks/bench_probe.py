@@ -78,20 +78,21 @@ SHORT_BLOCKS = ("every step",)
 _retry_spent = [0.0]  # seconds re-measuring so far, in this process
 
 
-def variants(kind: str, loop: Loop, config: RunConfig) -> tuple[dict, object]:
-    """(variants by name, the baseline variant) of one set."""
-    # Short blocks (SHORT_BLOCKS) keep one probe for all their blocks, as a
-    # user's loop does: a probe made for each block would pay its first
-    # step's costs every few steps.
-    kept = kind in SHORT_BLOCKS
+def variants(kind: str, loop: Loop, config: RunConfig, kept: bool = False) -> tuple[dict, object]:
+    """(variants by name, the baseline variant) of one set.
+
+    `kept`: each probe variant keeps one probe for all its blocks, as a
+    user's loop does (short blocks: a probe made for each block would pay
+    its first step's costs every few steps).
+    """
     every = {
         "sentinels only": Probe(loop, NEVER, NEVER, kept=kept),
         "stats every step": Probe(loop, 1, NEVER, kept=kept),
     }
     sampled = {
-        "everything every 10th step": Probe(loop, 10, 10),
+        "everything every 10th step": Probe(loop, 10, 10, kept=kept),
         "default policy": Probe(
-            loop, DEFAULTS.capture_every, DEFAULTS.activation_every, budgeted=True
+            loop, DEFAULTS.capture_every, DEFAULTS.activation_every, budgeted=True, kept=kept
         ),
     }
     if kind == "probe":
@@ -141,7 +142,8 @@ def _timed_set(loop: Loop, config: RunConfig, plan: Plan, budget: Budget, quick:
     kind, steps, rounds, minimum = plan.kind, plan.steps, plan.rounds, plan.minimum
     if quick:
         rounds = minimum = max(1, rounds // 3)
-    named, baseline = variants(kind, loop, config)
+    short = kind in SHORT_BLOCKS or plan.pieces > 1
+    named, baseline = variants(kind, loop, config, kept=short)
     for variant in named.values():
         if getattr(variant, "policy", None) is not None or isinstance(variant, Engine):
             variant.settle(SETTLE_SECONDS)
@@ -151,10 +153,11 @@ def _timed_set(loop: Loop, config: RunConfig, plan: Plan, budget: Budget, quick:
         block_runner(variant, min(steps, WARM_STEPS))()
     runners = {name: block_runner(v, steps) for name, v in named.items()}
     bare_times: list[float] = []
-    neighbours = "one" if kind in SHORT_BLOCKS else "both"
+    neighbours = "one" if short else "both"
     ratios = interleaved(
-        block_runner(baseline, steps), runners, rounds, 0, bare_times, budget, minimum, neighbours
-    )
+        block_runner(baseline, steps), runners, rounds, 0, bare_times, budget, minimum,
+        neighbours, plan.pieces,
+    )  # fmt: skip
     return ratios, statistics.median(bare_times) / steps * 1000, named
 
 

@@ -167,8 +167,10 @@ class Probe(Variant):
         self.replays = 0  # steps a CUDA graph replayed (sentinels or statistics), all blocks
         self.policy = CapturePolicy(capture_every, activation_every) if budgeted else None
         self.probe: GradientProbe | None = None
+        self._stopped: float | None = None
 
     def start(self) -> None:
+        skip_gap(self.policy, self._stopped)
         if self.kept and self.probe is not None:
             self.probe.taps.attach()
             self.probe.clip.attach(self.probe.params)
@@ -187,6 +189,7 @@ class Probe(Variant):
         self.flat = self.probe.flat = self.loop.flat_buffer()
 
     def stop(self) -> None:
+        self._stopped = time.perf_counter()
         if self.kept:  # its graphs stay; their replays are counted once, at the end
             self.probe.taps.close()
             self.probe.clip.close()
@@ -219,6 +222,20 @@ class Probe(Variant):
         measuring += time.perf_counter() - measured
         policy.done(self.step_index, (probe.capture, acts), start, measuring)
         self.step_index += 1
+
+
+def skip_gap(policy: CapturePolicy | None, stopped: float | None) -> None:
+    """Tell a time-budgeted policy that the time since `stopped` was no step of its loop.
+
+    Between a variant's blocks the other variants run. Unannounced, that gap
+    reads as a pause: the block's last step earns two steps' credit and a
+    capture on it is charged a whole step over its cost (CapturePolicy.skip).
+    In the policy's tests, 0.2 s gaps every 10 steps of 4 ms cut the
+    statistics captures from 707 to 599 of 3,000 steps and raised the
+    activation captures from 71 to 77.
+    """
+    if policy is not None and stopped is not None:
+        policy.skip(time.perf_counter() - stopped)
 
 
 def replays(probe: GradientProbe) -> int:
@@ -270,8 +287,10 @@ class Engine(Variant):
         self.history = History()
         self.export = export
         self.writer = None
+        self._stopped: float | None = None
 
     def start(self) -> None:
+        skip_gap(self.trainer.policy, self._stopped)
         if self.export:
             from engine.export import RecordWriter
 
@@ -279,6 +298,7 @@ class Engine(Variant):
             self.writer = RecordWriter(f"{self.directory}/run.jsonl")
 
     def stop(self) -> None:
+        self._stopped = time.perf_counter()
         if self.writer is not None:
             self.writer.discard()
             shutil.rmtree(self.directory, ignore_errors=True)

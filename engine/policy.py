@@ -239,6 +239,19 @@ class CapturePolicy:
                 cost += max(0.0, median(walls) - usual)
         return cost
 
+    def skip(self, seconds: float) -> None:
+        """Leave `seconds` out of the last step's wall: time after it that was no step's.
+
+        For a caller that knows it stopped between two steps (a benchmark
+        running other loops between blocks of this one). Unannounced, such a
+        gap reads as a pause, and a pause's wall is taken as two plain steps:
+        the step before it earns two steps' credit, and a capture on it is
+        charged a whole plain step over its cost.
+        """
+        if self._previous is not None and seconds > 0:
+            step, plan, start, measuring, spent = self._previous
+            self._previous = (step, plan, start + seconds, measuring, spent)
+
     @property
     def stats_period(self) -> int:
         """The statistics period in force, as of the last step accounted for."""

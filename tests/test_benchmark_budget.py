@@ -117,6 +117,16 @@ def test_one_neighbour_alternates_the_block_before_and_the_block_after():
         interleaved(_timer([1.0]), {"v": _timer([1.0])}, 1, warmup=0, neighbours="mean")
 
 
+def test_a_round_of_pieces_is_its_blocks_total_over_their_baselines_total():
+    # Turn 0: bare 1, v 10, bare 3; turn 1: bare 4, v 20, bare 8.
+    one = interleaved(
+        _timer([1.0, 3.0, 4.0, 8.0]), {"v": _timer([10.0, 20.0])}, 1, 0, neighbours="one", pieces=2
+    )
+    assert one == {"v": [30.0 / (3.0 + 4.0)]}  # the one after, then the one before
+    both = interleaved(_timer([1.0, 3.0, 4.0, 8.0]), {"v": _timer([10.0, 20.0])}, 1, 0, pieces=2)
+    assert both == {"v": [30.0 / (2.0 + 6.0)]}
+
+
 def test_one_neighbour_reads_no_gap_between_equal_loops_with_skewed_times():
     # A/A: the variant and the baseline draw block times from one right-skewed
     # law. Over the mean of two neighbours (less skewed than one block) the

@@ -266,3 +266,29 @@ def test_the_period_shown_grows_while_no_capture_comes():
         assert not plan[0]
         policy.done(step, plan, step * 0.01, 0.0)
     assert policy.stats_period >= 400
+
+
+def _gapped(skip: bool, gaps: float) -> list[tuple[bool, bool]]:
+    """Plans of a run in blocks of 10 steps, `gaps` seconds of other work between them."""
+    policy = CapturePolicy(1, 10)
+    clock, plans = 0.0, []
+    for step in range(3000):
+        if step and step % 10 == 0:
+            clock += gaps
+            if skip:
+                policy.skip(gaps)
+        stats, acts = policy.plan(step)
+        cost = (1e-4 if stats else 0.0) + (1e-3 if acts else 0.0)
+        policy.done(step, (stats, acts), clock, cost)
+        clock += 4e-3 + cost
+        plans.append((stats, acts))
+    return plans
+
+
+def test_a_gap_the_caller_skips_is_accounted_as_if_it_never_was():
+    unbroken = _gapped(skip=True, gaps=0.0)
+    assert _gapped(skip=True, gaps=0.2) == unbroken
+    # Unannounced, each gap is a pause: captures on a block's last step are
+    # charged a whole step, and the statistics come less often.
+    stats = sum(s for s, _ in unbroken)
+    assert sum(s for s, _ in _gapped(skip=False, gaps=0.2)) < 0.9 * stats
