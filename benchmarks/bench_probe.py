@@ -20,7 +20,9 @@ in short blocks instead, many of them, each against one bare neighbour
 (common.interleaved): this VM's slow spells last seconds, so a block read
 about as far from its neighbours at 10 steps as at 50 (IQR 0.97-1.05
 against 0.96-1.06, block model), and five times the pairs in the same time
-narrowed the median's standard error from ~3% to ~1%.
+narrowed the median's standard error from ~3% to ~1%. Sets with sampled
+policies (the Trainer's included) run rounds of short pieces whose times
+are summed (a plan's `pieces`), so that their rare activation steps count.
 The regression model's share of the source's overhead (`overhead_share`)
 comes from a set alternated step by step, each variant on its own copy of
 the model beside two bare copies (benchmarks/step_pairs.py): its 0.5 ms

@@ -65,16 +65,23 @@ class SessionThread:
 
     def _loop(self, trainer, generation: int) -> None:
         next_time = time.monotonic()
+        def wanted() -> bool:
+            return (
+                self._stop
+                or self._running
+                or self._pending_steps > 0
+                or self._generation != generation
+            )
+
         while True:
             with self._cond:
-                self._cond.wait_for(
-                    lambda: (
-                        self._stop
-                        or self._running
-                        or self._pending_steps > 0
-                        or self._generation != generation
-                    )
-                )
+                if not wanted():
+                    # Paused: the time waited is no step's, and the capture
+                    # policy is told so (a pause read from the wall alone
+                    # would charge a capture just before it a whole step).
+                    paused = time.perf_counter()
+                    self._cond.wait_for(wanted)
+                    trainer.policy.skip(time.perf_counter() - paused)
                 if self._generation != generation:
                     return
                 if self._stop:

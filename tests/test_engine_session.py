@@ -153,3 +153,24 @@ def test_on_record_sees_every_record_in_order(make_session):
     wait_state(session, FINISHED)
     assert [r.step for r in seen] == list(range(32))
     assert session.history.latest is seen[-1]
+
+
+def test_a_pause_is_left_out_of_the_capture_policys_clock(make_session, monkeypatch):
+    # The time a paused run waits is no step's: the policy is told how long it
+    # was, so the step before the pause is not read as a pause-long step.
+    from engine.policy import CapturePolicy
+
+    skipped = []
+    real = CapturePolicy.skip
+    monkeypatch.setattr(
+        CapturePolicy, "skip", lambda self, seconds: (skipped.append(seconds), real(self, seconds))
+    )
+    session = make_session(LONG)
+    session.start()
+    wait_steps(session, 3)
+    assert skipped == []  # a running session never waits at the top of its loop
+    session.pause(wait=True, timeout=WAIT)
+    time.sleep(0.3)
+    session.resume()
+    wait_steps(session, session.status().step + 2)
+    assert len(skipped) == 1 and skipped[0] >= 0.3
