@@ -65,6 +65,7 @@ class SessionThread:
 
     def _loop(self, trainer, generation: int) -> None:
         next_time = time.monotonic()
+
         def wanted() -> bool:
             return (
                 self._stop
