@@ -168,8 +168,9 @@ def interleaved(
     With a `budget`, rounds past `minimum` (default: all) run only while they fit.
 
     `neighbours`: "both" holds a block against the mean of the baseline blocks
-    before and after it; "one" against one of them, the one before in odd
-    turns and the one after in even turns. Short blocks need "one": a
+    before and after it; "one" against one of them: the one after in the
+    first rotation of the variants' order, the one before in the next, and
+    so on, so each variant meets each side in each place of the order. Short blocks need "one": a
     block's time is skewed right (a slow spell lengthens it, nothing shortens
     it), the mean of two blocks less so, and the median of one over the mean
     of two then reads under 1 where nothing differs (-0.4% to -0.5% with
@@ -205,7 +206,11 @@ def interleaved(
                 if neighbours == "both":
                     held[name] += (before + after) / 2
                 else:
-                    held[name] += before if turn % 2 else after
+                    # The side changes with each full rotation of the order,
+                    # not each turn: with two variants, order and parity would
+                    # flip together, and the first would always get the middle
+                    # block (the one after a variant), the second the edges.
+                    held[name] += before if (turn // len(names)) % 2 else after
                 if baseline_times is not None:
                     baseline_times.append(before)
                 before = after

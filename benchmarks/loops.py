@@ -98,6 +98,9 @@ class Variant:
     def stop(self) -> None:
         """Undo `start`; not timed."""
 
+    def close(self) -> None:
+        """Let go of what lasts across blocks (files), once a set is done; not timed."""
+
     def settle(self, seconds: float) -> None:
         """Run untimed for `seconds`, so a time-budgeted policy reaches its steady state.
 
@@ -170,7 +173,11 @@ class Probe(Variant):
         self._stopped: float | None = None
 
     def start(self) -> None:
+        self._begin()
+        # Last: what starting costs is no step's either (CapturePolicy.skip).
         skip_gap(self.policy, self._stopped)
+
+    def _begin(self) -> None:
         if self.kept and self.probe is not None:
             self.probe.taps.attach()
             self.probe.clip.attach(self.probe.params)
@@ -189,7 +196,6 @@ class Probe(Variant):
         self.flat = self.probe.flat = self.loop.flat_buffer()
 
     def stop(self) -> None:
-        self._stopped = time.perf_counter()
         if self.kept:  # its graphs stay; their replays are counted once, at the end
             self.probe.taps.close()
             self.probe.clip.close()
@@ -198,6 +204,7 @@ class Probe(Variant):
             self.replays += replays(self.probe)
             self.probe.close()
         self.loop.optimizer.zero_grad()  # the next variant starts from autograd's own
+        self._stopped = time.perf_counter()
 
     def step(self) -> None:
         loop, probe, policy = self.loop, self.probe, self.policy
@@ -290,15 +297,20 @@ class Engine(Variant):
         self._stopped: float | None = None
 
     def start(self) -> None:
-        skip_gap(self.trainer.policy, self._stopped)
-        if self.export:
+        # One file for all of a set's blocks, as a run writes one: the writer
+        # formats 64 records at a time (engine.export), and a file opened for
+        # each 10- or 60-step block never formatted a line inside one.
+        if self.export and self.writer is None:
             from engine.export import RecordWriter
 
             self.directory = tempfile.mkdtemp(prefix="gradtui-bench-out-")
             self.writer = RecordWriter(f"{self.directory}/run.jsonl")
+        skip_gap(self.trainer.policy, self._stopped)  # last: starting is no step's time
 
     def stop(self) -> None:
         self._stopped = time.perf_counter()
+
+    def close(self) -> None:
         if self.writer is not None:
             self.writer.discard()
             shutil.rmtree(self.directory, ignore_errors=True)

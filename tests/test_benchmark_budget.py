@@ -117,6 +117,27 @@ def test_one_neighbour_alternates_the_block_before_and_the_block_after():
         interleaved(_timer([1.0]), {"v": _timer([1.0])}, 1, warmup=0, neighbours="mean")
 
 
+def test_one_neighbour_treats_two_variants_alike_when_a_variant_slows_the_next_block():
+    # Equal loops, but a bare block right after a variant runs 2% slower (the
+    # caches it left). Each variant must meet such blocks as often as the other.
+    last = ["bare"]
+
+    def block(kind: str):
+        def run() -> float:
+            slow = kind == "bare" and last[0] != "bare"
+            last[0] = kind
+            return 1.02 if slow else 1.0
+
+        return run
+
+    for pieces in (1, 5):
+        ratios = interleaved(
+            block("bare"), {"a": block("a"), "b": block("b")}, 8, 0,
+            neighbours="one", pieces=pieces,
+        )  # fmt: skip
+        assert statistics.fmean(ratios["a"]) == pytest.approx(statistics.fmean(ratios["b"]))
+
+
 def test_a_round_of_pieces_is_its_blocks_total_over_their_baselines_total():
     # Turn 0: bare 1, v 10, bare 3; turn 1: bare 4, v 20, bare 8.
     one = interleaved(

@@ -45,3 +45,21 @@ def test_a_probe_made_per_block_is_closed_after_it():
     first = fresh.probe
     _blocks(fresh)
     assert fresh.probe is not first and fresh.step_index == 4
+
+
+def test_the_engine_variant_exports_a_set_to_one_file():
+    # The writer formats 64 records at a time: a file per 10-step block would
+    # never format one inside a timed block, so one file serves every block.
+    import os
+
+    from benchmarks.loops import Engine
+
+    engine = Engine(REGRESSION.replace(epochs=1_000, device="cpu"), export=True)
+    _blocks(engine, steps=10)
+    writer, directory = engine.writer, engine.directory
+    for _ in range(6):
+        _blocks(engine, steps=10)
+    assert engine.writer is writer and writer.count == 70
+    assert len(writer._kept) == 70 - 64  # a batch was formatted within the blocks
+    engine.close()
+    assert engine.writer is None and not os.path.exists(directory)
