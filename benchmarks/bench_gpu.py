@@ -119,11 +119,10 @@ def overhead(quick: bool, budget: Budget | None = None) -> list[Result]:
     rounds, a set runs only the rounds that fit.
     """
     from benchmarks.bench_probe import SETTLE_SECONDS
+    from benchmarks.engine_loops import Engine, EngineBare
     from benchmarks.loops import (
         NEVER,
         Bare,
-        Engine,
-        EngineBare,
         Loop,
         Probe,
         block_runner,

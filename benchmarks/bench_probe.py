@@ -40,7 +40,7 @@ import time
 
 import torch
 
-from benchmarks.alternatives import Naive, Source, TensorBoard
+from benchmarks.alternatives import Source
 from benchmarks.common import (
     Budget,
     Result,
@@ -49,16 +49,16 @@ from benchmarks.common import (
     interleaved,
     median_and_spread,
 )
-from benchmarks.loops import NEVER, Bare, Engine, EngineBare, FlatBare, Loop, Probe, block_runner
-from benchmarks.probe_plans import DEFAULTS, LARGE, PLANS, Plan
+from benchmarks.engine_loops import Engine
+from benchmarks.loops import NEVER, Bare, FlatBare, Loop, Probe, block_runner
+from benchmarks.probe_plans import PLANS, Plan
+from benchmarks.probe_sets import SOURCE, TENSORBOARD, variants
 from benchmarks.step_pairs import STEP_BY_STEP, step_pair_set
 from engine.config import RunConfig
 from engine.heap import keep_freed_memory
 
 EVERY_TARGET = {"block": "<= 1.05", "large MLP": "<= 1.02"}  # issue 4's targets
 DEFAULT_TARGET = "<= 1.05"
-TENSORBOARD = "TensorBoard add_histogram"
-SOURCE = "source's way (grad.tolist())"
 FLAT_BARE = "bare, zeroed through one flat buffer"
 NO_TENSORBOARD = "tensorboard is not installed: bash setup.sh --bench"
 SOURCE_SHARE = 0.1  # gradtui's overhead at most a tenth of the source's way's (10x less)
@@ -81,57 +81,6 @@ RETRY_SECONDS = 25.0
 # each against one bare neighbour (see below and common.interleaved).
 SHORT_BLOCKS = ("every step",)
 _retry_spent = [0.0]  # seconds re-measuring so far, in this process
-
-
-def variants(kind: str, loop: Loop, config: RunConfig, kept: bool = False) -> tuple[dict, object]:
-    """(variants by name, the baseline variant) of one set.
-
-    `kept`: each probe variant keeps one probe for all its blocks, as a
-    user's loop does (short blocks: a probe made for each block would pay
-    its first step's costs every few steps).
-    """
-    every = {
-        "sentinels only": Probe(loop, NEVER, NEVER, kept=kept),
-        "stats every step": Probe(loop, 1, NEVER, kept=kept),
-    }
-    sampled = {
-        "everything every 10th step": Probe(loop, 10, 10, kept=kept),
-        "default policy": Probe(
-            loop, DEFAULTS.capture_every, DEFAULTS.activation_every, budgeted=True, kept=kept
-        ),
-    }
-    if kind == "probe":
-        # The source's way beside the probe's sets, in the same rounds: the two
-        # overheads whose ratio is a target, each from 9-13 pairs, not 3.
-        return {**every, **sampled, SOURCE: Source(loop, "tolist")}, Bare(loop)
-    if kind == "every step":
-        # The source's way in the same rounds as the probe's statistics (the
-        # two overheads whose ratio is a target), but for the large MLP: at
-        # ~5x its bare step it would take the set's time; there it is one of
-        # the alternatives.
-        source = {} if config is LARGE else {SOURCE: Source(loop, "tolist")}
-        return every | source, Bare(loop)
-    if kind == "sampled":
-        return sampled, Bare(loop)
-    if kind == "alternatives":
-        out = {SOURCE: Source(loop, "tolist")} if config is LARGE else {}
-        out |= {
-            "source's way, clone()": Source(loop, "clone"),
-            "naive per-layer .item()": Naive(loop),
-        }
-        if TensorBoard.available():
-            out[TENSORBOARD] = TensorBoard(loop)
-        if config is not LARGE:
-            out["everything every step"] = Probe(loop, 1, 1)
-        return out, Bare(loop)
-    engine_config = config.replace(epochs=1_000_000, device="cpu")
-    return (
-        {
-            "engine step, default policy": Engine(engine_config),
-            "engine step + JSONL export": Engine(engine_config, export=True),
-        },
-        EngineBare(engine_config),
-    )
 
 
 def _target(name: str, model: str) -> str:

@@ -68,9 +68,12 @@ class Plan(NamedTuple):
 # large MLP's sampled set (3 rounds), 3.3% with 10-step blocks and 2.2% with
 # five 2-step pieces. Each time-budgeted policy is told of the gaps between
 # its pieces (loops.skip_gap), which would otherwise read as pauses.
+# Then the large MLP's every-step set 32 rounds (20 in F63-F67, when it read
+# 1.001-1.051x with IQRs up to 13 points; A/A: 1.4% against 1.1%), the block
+# model's 32 (40, cut to 22-31 in those slow hours, reading 0.996-1.023x).
 PLANS = {
     "block": (BLOCK, [
-        Plan("every step", 10, 40, 20, 14.5),
+        Plan("every step", 10, 32, 20, 11.6),
         Plan("sampled", 10, 9, 5, 11.5, pieces=5),
         Plan("alternatives", 50, 3, 2, 10.5),
         Plan("engine", 10, 13, 7, 17.1, pieces=5),
@@ -82,7 +85,7 @@ PLANS = {
         Plan("engine", 60, 13, 7, 14.6, pieces=5),
     ]),
     "large MLP": (LARGE, [
-        Plan("every step", 1, 20, 12, 13.0),
+        Plan("every step", 1, 32, 20, 20.0),
         Plan("sampled", 2, 3, 3, 20.6, pieces=5),
         Plan("alternatives", 2, 1, 1, 6.1),
     ]),

@@ -122,7 +122,7 @@ def engine_profile(model: str, steps: int = 1000, rows: int = 18, device: str = 
     import pstats
 
     from benchmarks.bench_probe import SETTLE_SECONDS
-    from benchmarks.loops import Engine, EngineBare
+    from benchmarks.engine_loops import Engine, EngineBare
 
     config = PLANS[model][0].replace(device=device)
     out = io.StringIO()

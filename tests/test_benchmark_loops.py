@@ -52,7 +52,7 @@ def test_the_engine_variant_exports_a_set_to_one_file():
     # never format one inside a timed block, so one file serves every block.
     import os
 
-    from benchmarks.loops import Engine
+    from benchmarks.engine_loops import Engine
 
     engine = Engine(REGRESSION.replace(epochs=1_000, device="cpu"), export=True)
     _blocks(engine, steps=10)
