@@ -170,12 +170,13 @@ def interleaved(
     `neighbours`: "both" holds a block against the mean of the baseline blocks
     before and after it; "one" against one of them: the one after in the
     first rotation of the variants' order, the one before in the next, and
-    so on, so each variant meets each side in each place of the order. Short blocks need "one": a
-    block's time is skewed right (a slow spell lengthens it, nothing shortens
-    it), the mean of two blocks less so, and the median of one over the mean
-    of two then reads under 1 where nothing differs (-0.4% to -0.5% with
-    10-step blocks of the block model, in A/A draws from a recorded bare
-    run). One block over another is as likely above 1 as below.
+    so on, so each variant meets each side in each place of the order.
+    Short blocks need "one": a block's time is skewed right (a slow spell
+    lengthens it, nothing shortens it), the mean of two blocks less so, and
+    the median of one over the mean of two then reads under 1 where nothing
+    differs (-0.4% to -0.5% with 10-step blocks of the block model, in A/A
+    draws from a recorded bare run). One block over another is as likely
+    above 1 as below.
 
     `pieces`: a round runs that many turns of the above, and its ratio is
     each variant's blocks' total time over their baseline blocks' total. For
