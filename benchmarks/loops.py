@@ -218,6 +218,13 @@ class Probe(Variant):
         stats, acts = policy.plan(self.step_index)
         probe.begin_step(self.step_index, activations=acts, capture=stats)
         loss = loop.backward(self.flat)
+        if not (stats or acts):  # as the Trainer does, a plain step is not timed inside
+            probe.after_backward(loss)
+            loop.optimizer.step()
+            probe.end_step(loss, 0)
+            policy.done(self.step_index, (probe.capture, False), start, 0.0)
+            self.step_index += 1
+            return
         measured = time.perf_counter()
         probe.after_backward(loss)
         measuring = time.perf_counter() - measured

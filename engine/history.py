@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from itertools import chain
 from operator import attrgetter
 
 import numpy as np
@@ -22,8 +23,10 @@ from engine.recording import blank_layers
 from engine.records import LAYER_STATS, StepRecord
 
 SCALARS = ("loss", "grad_norm", "grad_norm_clipped", "clipped_frac")
-_LAYER_VALUES = attrgetter(*LAYER_STATS)
-_LIGHT_BLOCK = 64  # scalar-only rows queued before they are written together  # one LayerStats -> its values in column order
+_LAYER_VALUES = attrgetter(*LAYER_STATS)  # one LayerStats -> its values in column order
+# Scalar-only rows queued before they are written together: the write's numpy
+# calls cost ~20 us however few rows, so a larger block costs a step less.
+_LIGHT_BLOCK = 256
 
 
 @dataclass(frozen=True)
@@ -76,16 +79,32 @@ class History:
     def append(self, record: StepRecord) -> None:
         """Add one record; old rows fold into the overview as the window fills."""
         with self._lock:
+            if (
+                record.layers is self._blank
+                and record.clipped_frac is None
+                and record.timestep_grad_norms is None
+                and record.grad_norm is not None
+            ):
+                # Most steps of a fast run carry the loss and two norms alone: queued,
+                # and written a block at a time (a numpy row a step costs more than
+                # the step's own bookkeeping on a small model). Such a record measured
+                # nothing else (its layers are the shared blank ones), so nothing but
+                # the counters and `latest` moves: done here, in as few lines as that.
+                light = self._light
+                light.append((record.step, record.loss, record.grad_norm, record.grad_norm_clipped))
+                if len(light) == _LIGHT_BLOCK:
+                    self._write_light()
+                self.count += 1
+                self.version += 1
+                self.latest = record
+                return
             if not self.columns:
                 self._start(list(record.layers))
             if (
                 record.layers is self._blank
                 and record.clipped_frac is None
                 and record.grad_norm is not None
-            ):
-                # Most steps of a fast run carry the loss and two norms alone: queued,
-                # and written a block at a time (a numpy row a step costs more than
-                # the step's own bookkeeping on a small model).
+            ):  # a light record with time-step norms: queued, the norms kept below
                 light = self._light
                 light.append((record.step, record.loss, record.grad_norm, record.grad_norm_clipped))
                 if len(light) == _LIGHT_BLOCK:
@@ -163,7 +182,8 @@ class History:
         if not light:
             return
         self._light = []
-        block = np.array(light, dtype=float)
+        # fromiter over the flattened rows: ~60% of np.array's time over the tuples
+        block = np.fromiter(chain.from_iterable(light), float, 4 * len(light)).reshape(-1, 4)
         done = 0
         while done < len(block):
             if self._n == self.window_size:

@@ -41,87 +41,20 @@ import math
 from collections import deque
 from statistics import median
 
+from engine.budgeted_period import ALLOWANCE, OUTLIER, PERIOD_CAPTURES, BudgetedPeriod
+
+__all__ = [
+    "ACTIVATION_BUDGET", "ALLOWANCE", "NOTHING", "OUTLIER", "PERIOD_CAPTURES",
+    "STATS_BUDGET", "BudgetedPeriod", "CapturePolicy",
+]  # fmt: skip
+
 STATS_BUDGET = 0.005  # statistics steps may take this fraction of the wall time
 ACTIVATION_BUDGET = 0.005  # and activation steps this one
-ALLOWANCE = 0.01  # seconds of capture either tier may spend ahead of its budget
 _RECENT = 32  # steps remembered for a step's wall time
-_RECENT_EXTRAS = 5  # captured steps remembered, per tier
-PERIOD_CAPTURES = 9  # captures whose mean gap is the period in force
 SPILL_STEPS = 2  # steps after a capture that still pay for it (caches it emptied)
 _MIN_SPILL_SAMPLES = 3  # walls needed at a distance before its slowdown is charged
-OUTLIER = 4.0  # a capture is charged at most this many times its tier's usual cost
-
-
-class BudgetedPeriod:
-    """One tier's sampling: multiples of `every`, within `budget` of the wall time.
-
-    A token bucket: each step earns `budget` times its wall time in credit,
-    up to `allowance` seconds; a captured step spends what it cost. A tier is
-    due when a multiple of `every` comes round and the credit covers its
-    usual cost, so short runs (the exploding preset's 12 steps) capture every
-    step, and long ones settle at the budget with evenly spaced captures.
-    """
-
-    def __init__(self, every: int, budget: float, allowance: float = ALLOWANCE) -> None:
-        self.every = max(1, every)
-        self.budget = budget
-        self.allowance = allowance
-        self.credit = allowance
-        self.period = self.every  # steps between captures, over the last few
-        self._recent_steps: deque[int] = deque(maxlen=PERIOD_CAPTURES)  # its last captures
-        self.extras: deque[float] = deque(maxlen=_RECENT_EXTRAS)
-        self.usual = 0.0  # the median of `extras`: what a capture usually costs
-
-    def due(self, step: int, exact: bool = False) -> bool:
-        """Whether this tier captures `step`; `exact`: on its period, whatever the credit."""
-        if not self._recent_steps:
-            return True  # step 0 (or the first step trained) carries everything
-        if step % self.every:
-            return False
-        # A full bucket is enough: a tier whose usual cost is more than the
-        # credit it may hold (a 0.1 s step on a loaded machine, 20 ms captures)
-        # would otherwise wait for credit it can never have, and stop for good.
-        return exact or self.credit >= min(self.usual, self.allowance)
-
-    def earn(self, wall: float) -> None:
-        """Credit a step that took `wall` seconds from its start to the next."""
-        self.credit = min(self.allowance, self.credit + self.budget * wall)
-
-    def period_at(self, step: int) -> int:
-        """The period in force at `step`: the recent captures' mean gap, or the
-        gap since the last one once that is longer (a tier the budget holds back)."""
-        if not self._recent_steps:
-            return self.period
-        return max(self.period, step - self._recent_steps[-1])
-
-    def captured(self, step: int) -> float:
-        """Note that `step` captured this tier; spend its usual cost for now.
-
-        Returns what was spent, for `charge` to settle once the real cost is known.
-        """
-        recent = self._recent_steps
-        recent.append(step)
-        if len(recent) > 1:
-            # The mean gap: one gap alone jumps with every pause and catch-up.
-            self.period = max(1, round((step - recent[0]) / (len(recent) - 1)))
-        self.credit -= self.usual
-        return self.usual
-
-    def charge(self, extra: float, spent: float) -> None:
-        """Settle a capture: it cost `extra` seconds over a usual step, `spent` was taken."""
-        extra = max(0.0, extra)
-        # A capture that landed in a pause (a full garbage collection, the OS,
-        # a slow second on a shared machine) pays a few usual costs, not the
-        # pause: charged in full, a 0.2 s stall takes 40 s of training at a
-        # 0.5% budget to earn back, and a short run captures nothing more.
-        # Before three captures tell what is usual, a few allowances at most:
-        # a 2 s stall on the first activation step after step 0 had left the
-        # tier 2 s in debt, 2 s its usual cost, and the run without activations.
-        usual = self.usual if len(self.extras) >= 3 else self.allowance
-        extra = min(extra, OUTLIER * usual)
-        self.extras.append(extra)
-        self.usual = median(self.extras)
-        self.credit -= extra - spent
+NOTHING = (False, False)  # a plan that captures neither tier
+NOTHING_SPENT = (0.0, 0.0)  # what such a step spent from each tier
 
 
 class CapturePolicy:
@@ -151,6 +84,11 @@ class CapturePolicy:
             (tier, d): deque(maxlen=_RECENT) for tier in ("stats", "acts")
             for d in range(1, SPILL_STEPS + 1)
         }  # fmt: skip
+        # Plain steps are accounted a batch at a time (see `done`): their starts
+        # wait here, and `plan` answers NOTHING without looking before `_quiet_until`.
+        self._backlog: list[float] = []
+        self._expect = -1  # the step `done` may queue next; -1 while none may be
+        self._quiet_until = 0
 
     def plan(self, step: int, exact: bool = False) -> tuple[bool, bool]:
         """(statistics, activations): what `step` captures.
@@ -158,8 +96,17 @@ class CapturePolicy:
         `exact`: on the configured periods whatever the budget says; for a step
         taken on its own (the dashboard's `n`), which has no pace to protect and
         must show the same thing however fast the machine is.
+
+        Before `_quiet_until` neither tier can be due whatever the steps until
+        then take (`_horizon`), and the answer costs one comparison.
         """
-        return self.stats.due(step, exact), self.activations.due(step, exact)
+        if step < self._quiet_until and not exact:
+            return NOTHING
+        self._settle()
+        stats, acts = self.stats.due(step, exact), self.activations.due(step, exact)
+        if not (stats or acts or exact):
+            self._quiet_until = self._horizon(step)
+        return stats, acts
 
     def done(self, step: int, plan: tuple[bool, bool], start: float, measuring: float) -> None:
         """Account for `step`, started at `start` (perf_counter seconds).
@@ -170,7 +117,21 @@ class CapturePolicy:
         one starts: its wall time then includes whatever the caller does with
         a richer record (the history; an export file formats records a batch
         at a time, engine.export, so that cost falls on a later step).
+
+        A plain step after a plain one, with nothing measured, is only queued:
+        on a 0.1 ms step (the regression preset on a fast CPU) accounting each
+        one as it came cost 2-4% of the run, its Python run cold right after
+        the step's own work. `_settle` accounts the queue in one loop, as this
+        would have step by step, whenever a plan or a capture needs it.
         """
+        if step == self._expect and not (plan[0] or plan[1] or measuring):
+            self._backlog.append(start)
+            self._expect = step + 1
+            return
+        self._settle()
+        self._expect = -1
+        if measuring:  # the next step's wall may be that much longer unclamped: plan afresh
+            self._quiet_until = 0
         stats, acts = plan
         spent = (
             self.stats.captured(step) if stats else 0.0,
@@ -212,7 +173,10 @@ class CapturePolicy:
         self.stats.earn(wall)
         self.activations.earn(wall)
         if plain or last_step == 0:
+            if not (stats or acts or measuring) and usual is not None and step > self._spill_until:
+                self._expect = step + 1  # the next plain step may be queued
             return  # step 0 pays every first-call cost: not a usual cost (nothing was spent)
+        self._quiet_until = 0  # settling a capture may give credit back: plan afresh
         tier = "acts" if last_acts else "stats"
         self._capture_step, self._capture_tier = last_step, tier
         self._spill_until = last_step + SPILL_STEPS
@@ -226,6 +190,55 @@ class CapturePolicy:
                 self.stats.charge(share, last_spent[0])
         else:
             self.stats.charge(extra, last_spent[0])
+
+    def _settle(self) -> None:
+        # The queued plain steps, accounted as `done` would have one by one, to
+        # the last rounding: each earns its wall, at most a pause's (twice the
+        # usual plain step, plus what measuring the step before took), and joins
+        # the plain walls whose median is refreshed every _RECENT steps.
+        starts = self._backlog
+        if not starts:
+            return
+        step, _, last_start, last_measuring, _ = self._previous
+        walls, usual = self._plain, self._plain_wall
+        most = 2 * usual + last_measuring
+        tiers = self.stats, self.activations
+        (s_credit, s_budget, s_cap), (a_credit, a_budget, a_cap) = (
+            (t.credit, t.budget, t.allowance) for t in tiers
+        )
+        for start in starts:
+            step += 1
+            wall = start - last_start
+            last_start = start
+            walls.append(wall)
+            if wall > most:
+                wall = most
+            s_credit += s_budget * wall  # BudgetedPeriod.earn, inlined: min(cap, credit)
+            if s_credit > s_cap:
+                s_credit = s_cap
+            a_credit += a_budget * wall
+            if a_credit > a_cap:
+                a_credit = a_cap
+            if step % _RECENT == 0:
+                usual = median(walls)
+            most = 2 * usual
+        starts.clear()
+        self.stats.credit, self.activations.credit = s_credit, a_credit
+        self._plain_wall = usual
+        self._previous = (step, NOTHING, last_start, 0.0, NOTHING_SPENT)
+
+    def _horizon(self, step: int) -> float:
+        # The first step after `step` at which a tier may be due. Until the next
+        # refresh of the plain steps' median, no step earns more than twice it,
+        # plus what measuring the step before it took (plain steps measure nothing).
+        usual = self._plain_wall
+        if usual is None or self._previous is None:
+            return step + 1
+        most = 2 * usual + self._previous[3]
+        refresh = step + (-step) % _RECENT  # done(refresh) may raise the median
+        return min(
+            refresh + 1, self.stats.first_due(step, most), self.activations.first_due(step, most)
+        )
 
     def _spill_cost(self, tier: str, usual: float | None) -> float:
         # What the plain steps after this tier's captures usually take over a
@@ -248,6 +261,7 @@ class CapturePolicy:
         the step before it earns two steps' credit, and a capture on it is
         charged a whole plain step over its cost.
         """
+        self._settle()  # the gap lengthens the last step's wall alone, not the one before
         if self._previous is not None and seconds > 0:
             step, plan, start, measuring, spent = self._previous
             self._previous = (step, plan, start + seconds, measuring, spent)
@@ -263,4 +277,6 @@ class CapturePolicy:
         return self.activations.period_at(self._last_step())
 
     def _last_step(self) -> int:
-        return self._previous[0] if self._previous is not None else 0
+        if self._previous is None:
+            return 0
+        return self._previous[0] + len(self._backlog)
