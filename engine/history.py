@@ -72,7 +72,10 @@ class History:
             self.latest_measured: StepRecord | None = None
             self.latest_activations: StepRecord | None = None
             self._timesteps: list[tuple[int, tuple[float, ...]]] = []
-            self._light: list[tuple[float, float, float, float]] = []  # rows not yet written
+            # Rows not yet written, in step order: (step, loss, norm, clipped norm)
+            # tuples, and at the indices in `_full_at`, records with more measured.
+            self._light: list = []
+            self._full_at: list[int] = []
             self._blank = None
 
     # -- writing -------------------------------------------------------------
@@ -92,7 +95,7 @@ class History:
                 # the counters and `latest` moves: done here, in as few lines as that.
                 light = self._light
                 light.append((record.step, record.loss, record.grad_norm, record.grad_norm_clipped))
-                if len(light) == _LIGHT_BLOCK:
+                if len(light) >= _LIGHT_BLOCK:
                     self._write_light()
                 self.count += 1
                 self.version += 1
@@ -105,17 +108,17 @@ class History:
                 and record.clipped_frac is None
                 and record.grad_norm is not None
             ):  # a light record with time-step norms: queued, the norms kept below
-                light = self._light
-                light.append((record.step, record.loss, record.grad_norm, record.grad_norm_clipped))
-                if len(light) == _LIGHT_BLOCK:
-                    self._write_light()
+                self._light.append(
+                    (record.step, record.loss, record.grad_norm, record.grad_norm_clipped)
+                )
             else:
+                # Queued in its place too: writing it now would first write the light
+                # rows before it, and those numpy calls (~50 us right after a step)
+                # came with every capture of a fast run, not once a block.
+                self._full_at.append(len(self._light))
+                self._light.append(record)
+            if len(self._light) >= _LIGHT_BLOCK:
                 self._write_light()
-                if self._n == self.window_size:
-                    self._fold_half()
-                self._steps[self._n] = record.step
-                self._row(record)
-                self._n += 1
             self.count += 1
             self.version += 1
             self.latest = record
@@ -177,11 +180,28 @@ class History:
             self._present[self._n] = [v is not None for v in values]
 
     def _write_light(self) -> None:
-        # The queued scalar-only rows into the window, folding as it fills.
-        light = self._light
+        # The queued rows into the window in step order: runs of scalar-only
+        # rows a run at a time, the records at `_full_at` a row each.
+        queued = self._light
+        if not queued:
+            return
+        full_at, self._light, self._full_at = self._full_at, [], []
+        done = 0
+        for at in full_at:
+            self._write_scalar_rows(queued[done:at])
+            if self._n == self.window_size:
+                self._fold_half()
+            record = queued[at]
+            self._steps[self._n] = record.step
+            self._row(record)
+            self._n += 1
+            done = at + 1
+        self._write_scalar_rows(queued[done:] if done else queued)
+
+    def _write_scalar_rows(self, light: list[tuple]) -> None:
+        # Scalar-only rows (step, loss, two norms) into the window, folding as it fills.
         if not light:
             return
-        self._light = []
         # fromiter over the flattened rows: ~60% of np.array's time over the tuples
         block = np.fromiter(chain.from_iterable(light), float, 4 * len(light)).reshape(-1, 4)
         done = 0

@@ -205,3 +205,32 @@ def test_sentinel_rows_queued_in_blocks_read_in_order(window):
     assert mean.values.tolist() == [0.5, 0.75]
     if window == 2048:
         assert mean.steps.tolist() == [0, 101]
+
+
+@pytest.mark.parametrize("window", [16, 2048])
+def test_rows_queued_with_captured_records_read_as_rows_written_at_once(window):
+    # Captured records wait in the queue in their place (a fast run's captures
+    # no longer write the light rows before them): every series reads as in a
+    # history whose every row was written as it came (a read writes the queue).
+    import random
+
+    rng = random.Random(window)
+    queued, at_once = History(window=window, buckets=64), History(window=window, buckets=64)
+    for step in range(1500):
+        kind = rng.random()
+        if kind < 0.05:
+            rec = record(step, rng.random(), grad_mean=rng.choice([0.1, math.nan, -math.inf]))
+        elif kind < 0.07:
+            rec = record(step, rng.random(), captured=False, act=True)
+        else:
+            rec = _sentinel(step, rng.choice([rng.random(), math.nan]), rng.random())
+        queued.append(rec)
+        at_once.append(rec)
+        at_once.series("loss")  # writes what is queued
+    assert len(queued._light) > 0  # something was still queued when read
+    for key in ("loss", "grad_norm", "clipped_frac", "h1.grad_mean", "o.act_mean"):
+        a, b = queued.series(key, max_points=5000), at_once.series(key, max_points=5000)
+        for field in ("steps", "values", "lo", "hi", "nonfinite"):
+            np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=key)
+    assert queued.latest_captured is at_once.latest_captured
+    assert queued.latest_activations is at_once.latest_activations
