@@ -17,16 +17,24 @@ from operator import attrgetter
 
 import numpy as np
 
-from engine.buckets import Buckets, reduce_rows
+from engine.buckets import reduce_rows
 from engine.compact_stats import CompactLayers
 from engine.recording import blank_layers
 from engine.records import LAYER_STATS, StepRecord
+from engine.row_store import RowStore
 
 SCALARS = ("loss", "grad_norm", "grad_norm_clipped", "clipped_frac")
+_LIGHT_PRESENT = (True, True, True, False)  # a plain step's scalars: no clipped fraction
 _LAYER_VALUES = attrgetter(*LAYER_STATS)  # one LayerStats -> its values in column order
-# Scalar-only rows queued before they are written together: the write's numpy
-# calls cost ~20 us however few rows, so a larger block costs a step less.
-_LIGHT_BLOCK = 256
+# Steps queued before their rows are written together: the write's numpy calls
+# cost ~20 us however few rows (~50 right after a step), so a larger block
+# costs a step less. A reader writes the queue first (the dashboard, each frame).
+_LIGHT_BLOCK = 1024
+# The scalars' window holds this many times the layers' rows: four columns,
+# so at 8,192 rows ~290 KB, and its older half folds a quarter as often (a
+# fold's ~100 us of numpy calls are mostly per call, not per row).
+SCALAR_WINDOW = 4
+_NAN = float("nan")
 
 
 @dataclass(frozen=True)
@@ -60,11 +68,15 @@ class History:
             self.count = 0
             self.layer_names: list[str] = []
             self.columns: list[str] = []
-            self._index: dict[str, int] = {}
-            self._steps = np.zeros(0)
-            self._rows = np.zeros((0, 0))
-            self._n = 0
-            self._overview: Buckets | None = None
+            # Every step's scalars, and apart the rows of the steps that measured
+            # layer statistics (engine.row_store); each column's (store, index).
+            self._scalars = RowStore(
+                len(SCALARS), SCALAR_WINDOW * self.window_size, self.bucket_count
+            )
+            self._layers: RowStore | None = None
+            self._index: dict[str, tuple[RowStore, int]] = {
+                c: (self._scalars, i) for i, c in enumerate(SCALARS)
+            }
             self.latest: StepRecord | None = None
             self.latest_captured: StepRecord | None = None
             # The newest record with each layer's gradient norm (statistics or
@@ -72,10 +84,11 @@ class History:
             self.latest_measured: StepRecord | None = None
             self.latest_activations: StepRecord | None = None
             self._timesteps: list[tuple[int, tuple[float, ...]]] = []
-            # Rows not yet written, in step order: (step, loss, norm, clipped norm)
-            # tuples, and at the indices in `_full_at`, records with more measured.
-            self._light: list = []
-            self._full_at: list[int] = []
+            # Steps not yet written, in order: (step, loss, norm, clipped norm,
+            # clipped fraction) tuples; (index in `_light`, record) of each step
+            # that carried more than its scalars.
+            self._light: list[tuple] = []
+            self._full: list[tuple[int, StepRecord]] = []
             self._blank = None
 
     # -- writing -------------------------------------------------------------
@@ -94,7 +107,9 @@ class History:
                 # nothing else (its layers are the shared blank ones), so nothing but
                 # the counters and `latest` moves: done here, in as few lines as that.
                 light = self._light
-                light.append((record.step, record.loss, record.grad_norm, record.grad_norm_clipped))
+                light.append(
+                    (record.step, record.loss, record.grad_norm, record.grad_norm_clipped, _NAN)
+                )
                 if len(light) >= _LIGHT_BLOCK:
                     self._write_light()
                 self.count += 1
@@ -103,20 +118,11 @@ class History:
                 return
             if not self.columns:
                 self._start(list(record.layers))
-            if (
-                record.layers is self._blank
-                and record.clipped_frac is None
-                and record.grad_norm is not None
-            ):  # a light record with time-step norms: queued, the norms kept below
-                self._light.append(
-                    (record.step, record.loss, record.grad_norm, record.grad_norm_clipped)
-                )
-            else:
-                # Queued in its place too: writing it now would first write the light
-                # rows before it, and those numpy calls (~50 us right after a step)
-                # came with every capture of a fast run, not once a block.
-                self._full_at.append(len(self._light))
-                self._light.append(record)
+            # Queued like a light step (its time-step norms are kept below), and
+            # where it carried more, noted: writing its rows now would first write
+            # the steps queued before it, ~50 us with every capture of a fast run.
+            self._full.append((len(self._light), record))
+            self._light.append(tuple(_nan_for_none(v) for v in _scalars_of(record)))
             if len(self._light) >= _LIGHT_BLOCK:
                 self._write_light()
             self.count += 1
@@ -138,115 +144,78 @@ class History:
     def _start(self, layer_names: list[str]) -> None:
         self.layer_names = layer_names
         self._names = tuple(layer_names)
-        self.columns = list(SCALARS) + [f"{n}.{s}" for n in layer_names for s in LAYER_STATS]
-        self._index = {c: i for i, c in enumerate(self.columns)}
-        self._steps = np.zeros(self.window_size)
-        self._rows = np.full((self.window_size, len(self.columns)), np.nan)
-        self._present = np.zeros((self.window_size, len(self.columns)), dtype=bool)
-        self._overview = Buckets(self.bucket_count, len(self.columns))
+        layer_columns = [f"{n}.{s}" for n in layer_names for s in LAYER_STATS]
+        self.columns = list(SCALARS) + layer_columns
+        self._layers = RowStore(len(layer_columns), self.window_size, self.bucket_count)
+        self._index.update({c: (self._layers, i) for i, c in enumerate(layer_columns)})
         self._missing = (None,) * len(LAYER_STATS)
         self._blank = blank_layers(layer_names)  # a sentinel step's layers: nothing measured
-        self._light_row = np.full(len(self.columns), np.nan)
-        self._light_present = np.zeros(len(self.columns), dtype=bool)
-        self._light_present[:3] = True  # loss, grad_norm, grad_norm_clipped
         self._compact_present: dict[tuple, np.ndarray] = {}  # by CompactLayers.kind()
 
-    def _row(self, record: StepRecord) -> None:
-        # Flattened in column order: the scalars, then every layer's stats.
-        values = [record.loss, record.grad_norm, record.grad_norm_clipped, record.clipped_frac]
-        layers = record.layers
+    def _write_light(self) -> None:
+        # The queued steps' scalars in one block, then the layer rows of those
+        # that measured any (the two stores each in step order).
+        queued = self._light
+        if not queued:
+            return
+        full, self._light, self._full = self._full, [], []
+        # fromiter over the flattened rows: ~60% of np.array's time over the tuples
+        block = np.fromiter(chain.from_iterable(queued), float, 5 * len(queued)).reshape(-1, 5)
+        present = _LIGHT_PRESENT
+        if full:
+            present = np.tile(present, (len(queued), 1))
+            for at, record in full:  # None (not measured) apart from NaN (trained into)
+                present[at] = [v is not None for v in _scalars_of(record)[1:]]
+        self._scalars.add_block(block[:, 0], block[:, 1:], present)
+        for _, record in full:
+            if record.layers is not self._blank:
+                self._layer_row(record)
+
+    def _layer_row(self, record: StepRecord) -> None:
+        # Every layer's statistics of a step that measured any, as one row.
+        layers, store = record.layers, self._layers
+        j = store.open_row(record.step)
         if type(layers) is CompactLayers and layers.names() == self._names:
-            values += layers.columns()  # a compact step's numbers, no objects built
-            self._rows[self._n] = values
+            values = layers.columns()  # a compact step's numbers, no objects built
+            store.rows[j] = values
             # Which of a compact step's statistics are None is fixed by its kind:
             # the mask, once per kind, instead of three passes over the row.
             kind = layers.kind()
             present = self._compact_present.get(kind)
             if present is None:
                 present = self._compact_present[kind] = np.array([v is not None for v in values])
-            self._present[self._n] = present
+            store.present[j] = present
+            store.commit()
             return
+        values = []
         for name in self.layer_names:
             stats = layers.get(name)
             values.extend(_LAYER_VALUES(stats) if stats is not None else self._missing)
+        nones = values.count(None)
+        if nones == len(values):
+            return  # nothing measured: no row (the window keeps rows that say something)
         # None (not captured) and NaN (trained into) stay apart: NaN in the row,
         # False in `present` only for None.
-        row = self._rows[self._n]
+        row = store.rows[j]
         row[:] = values  # None becomes NaN
         missing = np.isnan(row)
-        if np.count_nonzero(missing) == values.count(None):
-            np.logical_not(missing, out=self._present[self._n])  # every NaN was a None
+        if np.count_nonzero(missing) == nones:
+            np.logical_not(missing, out=store.present[j])  # every NaN was a None
         else:  # a statistic that trained into NaN: tell it from the missing ones
-            self._present[self._n] = [v is not None for v in values]
-
-    def _write_light(self) -> None:
-        # The queued rows into the window in step order: runs of scalar-only
-        # rows a run at a time, the records at `_full_at` a row each.
-        queued = self._light
-        if not queued:
-            return
-        full_at, self._light, self._full_at = self._full_at, [], []
-        done = 0
-        for at in full_at:
-            self._write_scalar_rows(queued[done:at])
-            if self._n == self.window_size:
-                self._fold_half()
-            record = queued[at]
-            self._steps[self._n] = record.step
-            self._row(record)
-            self._n += 1
-            done = at + 1
-        self._write_scalar_rows(queued[done:] if done else queued)
-
-    def _write_scalar_rows(self, light: list[tuple]) -> None:
-        # Scalar-only rows (step, loss, two norms) into the window, folding as it fills.
-        if not light:
-            return
-        # fromiter over the flattened rows: ~60% of np.array's time over the tuples
-        block = np.fromiter(chain.from_iterable(light), float, 4 * len(light)).reshape(-1, 4)
-        done = 0
-        while done < len(block):
-            if self._n == self.window_size:
-                self._fold_half()
-            n = self._n
-            k = min(len(block) - done, self.window_size - n)
-            part = block[done : done + k]
-            self._steps[n : n + k] = part[:, 0]
-            self._rows[n : n + k] = self._light_row
-            self._rows[n : n + k, :3] = part[:, 1:]
-            self._present[n : n + k] = self._light_present
-            self._n += k
-            done += k
-
-    def _fold_half(self) -> None:
-        half = self.window_size // 2
-        self._overview.add(self._steps[:half], self._rows[:half], self._present[:half])
-        self._steps[:half] = self._steps[half:]
-        self._rows[:half] = self._rows[half:]
-        self._present[:half] = self._present[half:]
-        self._n = half
+            store.present[j] = [v is not None for v in values]
+        store.commit()
 
     # -- reading -------------------------------------------------------------
     def series(self, key: str, max_points: int = 400, last: int | None = None) -> Series:
         """Column `key` over the whole run (or its `last` steps), at most max_points points."""
         with self._lock:
             self._write_light()
-            index = self._index.get(key)
-            if index is None or self.count == 0:
+            where = self._index.get(key)
+            if where is None or self.count == 0:
                 empty = np.zeros(0)
                 return Series(empty, empty, empty, empty, np.zeros(0, dtype=bool))
-            o_steps, o_last, o_lo, o_hi, o_bad, o_have = self._overview.column(index)
-            r = slice(0, self._n)
-            values = self._rows[r, index].copy()
-            have = self._present[r, index].copy()
-            steps = np.concatenate([o_steps, self._steps[r]])
-        finite = np.isfinite(values)
-        envelope = np.where(finite, values, np.nan)
-        last_v = np.concatenate([o_last, values])
-        lo = np.concatenate([o_lo, envelope])
-        hi = np.concatenate([o_hi, envelope])
-        bad = np.concatenate([o_bad, have & ~finite])
-        keep = np.concatenate([o_have, have])
+            store, index = where
+            steps, last_v, lo, hi, bad, keep = store.column(index)
         steps, last_v, lo, hi, bad = steps[keep], last_v[keep], lo[keep], hi[keep], bad[keep]
         if last is not None and len(steps):
             recent = steps >= steps[-1] - last + 1
@@ -273,6 +242,16 @@ class History:
         """Bytes held by the arrays (bounded by the window and bucket count)."""
         with self._lock:
             self._write_light()
-            size = self._rows.nbytes + self._steps.nbytes
-            size += getattr(self, "_present", np.zeros(0)).nbytes
-            return size + (self._overview.nbytes if self._overview else 0)
+            stores = (self._scalars, self._layers)
+            return sum(store.nbytes for store in stores if store is not None)
+
+
+def _scalars_of(record: StepRecord) -> tuple:
+    # A record's step and scalar columns, in SCALARS order.
+    return (
+        record.step, record.loss, record.grad_norm, record.grad_norm_clipped, record.clipped_frac,
+    )  # fmt: skip
+
+
+def _nan_for_none(value):
+    return _NAN if value is None else value
