@@ -64,8 +64,7 @@ class History:
     def clear(self) -> None:
         """Forget everything (a reset)."""
         with self._lock:
-            self.version = 0  # increases with every append; readers redraw when it moves
-            self.count = 0
+            self._written = 0  # steps taken from the queue into the stores
             self.layer_names: list[str] = []
             self.columns: list[str] = []
             # Every step's scalars, and apart the rows of the steps that measured
@@ -92,30 +91,44 @@ class History:
             self._blank = None
 
     # -- writing -------------------------------------------------------------
-    def append(self, record: StepRecord) -> None:
-        """Add one record; old rows fold into the overview as the window fills."""
+    @property
+    def count(self) -> int:
+        """Records appended since the last clear."""
         with self._lock:
-            if (
-                record.layers is self._blank
-                and record.clipped_frac is None
-                and record.timestep_grad_norms is None
-                and record.grad_norm is not None
-            ):
-                # Most steps of a fast run carry the loss and two norms alone: queued,
-                # and written a block at a time (a numpy row a step costs more than
-                # the step's own bookkeeping on a small model). Such a record measured
-                # nothing else (its layers are the shared blank ones), so nothing but
-                # the counters and `latest` moves: done here, in as few lines as that.
-                light = self._light
-                light.append(
-                    (record.step, record.loss, record.grad_norm, record.grad_norm_clipped, _NAN)
-                )
-                if len(light) >= _LIGHT_BLOCK:
+            return self._written + len(self._light)
+
+    @property
+    def version(self) -> int:
+        """Moves with every append (it is the count); readers redraw when it moves."""
+        return self.count
+
+    def append(self, record: StepRecord) -> None:
+        """Add one record; old rows fold into the overview as the window fills.
+
+        One writer at a time (the session's training thread, or the headless
+        run's); readers in other threads take the lock.
+        """
+        if (
+            record.layers is self._blank
+            and record.clipped_frac is None
+            and record.timestep_grad_norms is None
+            and record.grad_norm is not None
+        ):
+            # Most steps of a fast run carry the loss and two norms alone, and no
+            # more moves for them than the queue and `latest`: without the lock,
+            # whose few lines cost ~1% of a 0.1 ms step right after it. A list's
+            # append is atomic, and a reader takes what is queued from this same
+            # list (`_write_light`), so a step appended meanwhile waits its turn.
+            light = self._light
+            light.append(
+                (record.step, record.loss, record.grad_norm, record.grad_norm_clipped, _NAN)
+            )
+            self.latest = record
+            if len(light) >= _LIGHT_BLOCK:
+                with self._lock:
                     self._write_light()
-                self.count += 1
-                self.version += 1
-                self.latest = record
-                return
+            return
+        with self._lock:
             if not self.columns:
                 self._start(list(record.layers))
             # Queued like a light step (its time-step norms are kept below), and
@@ -125,8 +138,6 @@ class History:
             self._light.append(tuple(_nan_for_none(v) for v in _scalars_of(record)))
             if len(self._light) >= _LIGHT_BLOCK:
                 self._write_light()
-            self.count += 1
-            self.version += 1
             self.latest = record
             if record.captured:
                 self.latest_captured = self.latest_measured = record
@@ -155,10 +166,16 @@ class History:
     def _write_light(self) -> None:
         # The queued steps' scalars in one block, then the layer rows of those
         # that measured any (the two stores each in step order).
-        queued = self._light
-        if not queued:
+        light = self._light
+        if not light:
             return
-        full, self._light, self._full = self._full, [], []
+        # Taken from the list in place, not swapped for a new one: the writer
+        # appends light steps without the lock, to whichever list it last read.
+        taken = len(light)
+        queued = light[:taken]
+        del light[:taken]
+        self._written += taken
+        full, self._full = self._full, []  # appended under the lock: all within `taken`
         # fromiter over the flattened rows: ~60% of np.array's time over the tuples
         block = np.fromiter(chain.from_iterable(queued), float, 5 * len(queued)).reshape(-1, 5)
         present = _LIGHT_PRESENT
@@ -211,7 +228,7 @@ class History:
         with self._lock:
             self._write_light()
             where = self._index.get(key)
-            if where is None or self.count == 0:
+            if where is None or self._written == 0:
                 empty = np.zeros(0)
                 return Series(empty, empty, empty, empty, np.zeros(0, dtype=bool))
             store, index = where

@@ -234,3 +234,53 @@ def test_rows_queued_with_captured_records_read_as_rows_written_at_once(window):
             np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=key)
     assert queued.latest_captured is at_once.latest_captured
     assert queued.latest_activations is at_once.latest_activations
+
+
+def test_light_steps_appended_without_the_lock_are_never_lost_to_a_reader():
+    # The writer queues a plain step without the lock while a reader takes
+    # the queue into the stores: every step must land once, in order.
+    import sys
+    import time
+
+    class YieldingList(list):
+        """A queue whose append lets the reader run between its lookup and the append."""
+
+        def append(self, item):
+            time.sleep(0)
+            super().append(item)
+
+    history = History(window=2048, buckets=64)  # the scalars' window holds 8,192 steps
+    history._light = YieldingList()
+    steps = 8000
+    done = threading.Event()
+    counts: list[int] = []
+
+    def write():
+        try:
+            for step in range(steps):
+                if step % 97 == 0:
+                    history.append(record(step, float(step)))  # now and then a captured one
+                else:
+                    history.append(_sentinel(step, float(step), 1.0))
+        finally:
+            done.set()
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter lets
+    try:
+        writer = threading.Thread(target=write)
+        writer.start()
+        while not done.is_set():
+            history.series("loss", max_points=50)
+            counts.append(history.count)
+        writer.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert counts == sorted(counts)  # the count never goes back
+    assert history.count == history.version == steps
+    loss = history.series("loss", max_points=10_000)
+    assert loss.steps.tolist() == list(range(steps))
+    assert loss.values.tolist() == [float(s) for s in range(steps)]
+    assert history.series("h1.grad_mean", max_points=10_000).steps.tolist() == list(
+        range(0, steps, 97)
+    )
