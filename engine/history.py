@@ -1,11 +1,15 @@
 """Bounded, thread-safe storage of the record stream, cheap to plot at any length.
 
-Every record becomes one row of float columns ("loss", "h1.grad_norm", ...).
-The newest rows are kept at full resolution in a window; older rows are folded
-into a fixed number of buckets (first step, last value, finite min and max, a
-non-finite flag) whose size doubles whenever they fill. Memory and the cost of
-reading a plot's worth of any series are bounded by the window and the bucket
-count, not by the run's length. Nothing here imports torch.
+Every record becomes a row of float columns ("loss", "h1.grad_norm", ...):
+its scalars in one store, and where it measured any layer statistics, those
+in a second (engine.row_store), so the plain steps of a fast run touch four
+columns only. In each, the newest rows are kept at full resolution in a
+window; older rows are folded into a fixed number of buckets (first step,
+last value, finite min and max, a non-finite flag) whose size doubles
+whenever they fill. Memory and the cost of reading a plot's worth of any
+series are bounded by the windows and the bucket count, not by the run's
+length. Records are queued and written a block at a time (a reader writes
+the queue first). Nothing here imports torch.
 """
 
 from __future__ import annotations
