@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import numpy as np
 
@@ -46,8 +47,10 @@ def test_nonfinite_points_are_marked_not_dropped_in_a_long_history():
             app.use_session(TrainingSession(app.session.config, history=history), "synthetic")
             await wait_for_frame(pilot, app)
             text = screen_text(app)
-            assert "loss NaN@~24" in text  # decimated: the span holding step 2500
-            assert "h1 NaN@~24" in text  # the first layer's gradient went NaN too
+            # Decimated to the plot's width: the span holding step 2500 (~24xx or
+            # ~2500, as the spans fall), for the loss and the first layer alike.
+            assert re.search(r"loss NaN@~2(4\d\d|500)", text), text
+            assert re.search(r"h1 NaN@~2(4\d\d|500)", text), text
 
     asyncio.run(scenario())
 
