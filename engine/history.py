@@ -38,6 +38,7 @@ _LIGHT_BLOCK = 1024
 # so at 8,192 rows ~290 KB, and its older half folds a quarter as often (a
 # fold's ~100 us of numpy calls are mostly per call, not per row).
 SCALAR_WINDOW = 4
+_FULL_BLOCK = 16  # records with more than their scalars queued before a write
 _NAN = float("nan")
 
 
@@ -123,11 +124,12 @@ class History:
             # whose few lines cost ~1% of a 0.1 ms step right after it. A list's
             # append is atomic, and a reader takes what is queued from this same
             # list (`_write_light`), so a step appended meanwhile waits its turn.
+            # `latest` first: a reader that sees the count move sees this record.
+            self.latest = record
             light = self._light
             light.append(
                 (record.step, record.loss, record.grad_norm, record.grad_norm_clipped, _NAN)
             )
-            self.latest = record
             if len(light) >= _LIGHT_BLOCK:
                 with self._lock:
                     self._write_light()
@@ -140,9 +142,11 @@ class History:
             # the steps queued before it, ~50 us with every capture of a fast run.
             self._full.append((len(self._light), record))
             self._light.append(tuple(_nan_for_none(v) for v in _scalars_of(record)))
-            if len(self._light) >= _LIGHT_BLOCK:
-                self._write_light()
             self.latest = record
+            # A few measured records at most wait: each holds its layers' numbers
+            # (and histograms), and a run capturing every step queues nothing else.
+            if len(self._light) >= _LIGHT_BLOCK or len(self._full) >= _FULL_BLOCK:
+                self._write_light()
             if record.captured:
                 self.latest_captured = self.latest_measured = record
             elif record.activations_captured:

@@ -284,3 +284,14 @@ def test_light_steps_appended_without_the_lock_are_never_lost_to_a_reader():
     assert history.series("h1.grad_mean", max_points=10_000).steps.tolist() == list(
         range(0, steps, 97)
     )
+
+
+def test_few_measured_records_wait_unwritten():
+    # A run that captures every step, and nobody reading (a headless run):
+    # the queue holds a few measured records, never a block of them.
+    history = History(window=2048, buckets=64)
+    for step in range(500):
+        history.append(record(step, float(step), act=True))
+        assert len(history._full) < 16
+    assert history.count == 500
+    assert history.series("h1.act_mean", max_points=1000).steps.tolist() == list(range(500))
