@@ -33,6 +33,11 @@ capture costs more than the credit it may hold is due whenever its credit
 is full; every step earns credit for its wall time, at most twice a plain
 step's, so a pause (the user's, or a benchmark's) earns no more than a
 step; step 0, which also pays every first-call cost, is not counted.
+
+Plain steps are accounted a batch at a time, and between captures `plan`
+answers with one comparison (see `CapturePolicy.done`): the same decisions
+as step by step, at about half the cost a step, which on a 0.1 ms step
+is a point of the run.
 """
 
 from __future__ import annotations
