@@ -21,7 +21,7 @@ from engine.data import EpochBatches, lazy_imports, make_tensors
 from engine.flat_grads import FlatGradients
 from engine.model import build_model
 from engine.plain_lane import PlainLane, ReplayLane
-from engine.policy import CapturePolicy
+from engine.policy import NOTHING, CapturePolicy
 from engine.probe import EAGER_DEVICES, GradientProbe
 from engine.records import NonFinite, StepRecord
 
@@ -190,7 +190,7 @@ class Trainer:
             read = lane.read(loss)
             if read is not None:
                 self.optimizer.step()
-                self.policy.done(step, _NOTHING, start, 0.0)
+                self.policy.done(step, NOTHING, start, 0.0)
                 self.step_index = step + 1
                 record = lane.record(step, self.epoch, read)
                 # A GPU's lane records a step that broke as it is (the CPU's leaves the lane).
@@ -237,9 +237,6 @@ class Trainer:
     def close(self) -> None:
         """Remove the probe's hooks."""
         self.probe.close()
-
-
-_NOTHING = (False, False)  # what a plain step captured: neither tier
 
 
 def _no_clock() -> float:
