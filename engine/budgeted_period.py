@@ -100,7 +100,9 @@ class BudgetedPeriod:
         # Before three captures tell what is usual, a few allowances at most:
         # a 2 s stall on the first activation step after step 0 had left the
         # tier 2 s in debt, 2 s its usual cost, and the run without activations.
-        usual = self.usual if len(self.extras) >= 3 else self.allowance
+        # A usual cost of zero (captures that cost nothing measurable) bounds nothing:
+        # held to it, every later charge would be zero too, and the tier free for good.
+        usual = self.usual if len(self.extras) >= 3 and self.usual > 0 else self.allowance
         extra = min(extra, OUTLIER * usual)
         self.extras.append(extra)
         self.usual = median(self.extras)

@@ -63,7 +63,14 @@ NOTHING_SPENT = (0.0, 0.0)  # what such a step spent from each tier
 
 
 class CapturePolicy:
-    """Decides, step by step, whether a step captures statistics and activations."""
+    """Decides, step by step, whether a step captures statistics and activations.
+
+    Its two hot answers are attributes a caller may read in place of a call
+    (the Trainer does: a Python frame costs ~1 us right after a 0.1 ms step):
+    `plan(step)` is NOTHING for any step below `quiet_until` (unless exact),
+    and `done(step, NOTHING, start, 0.0)` for `step == queue_next` is
+    `queued.append(start)` then `queue_next = step + 1`.
+    """
 
     def __init__(
         self,
@@ -90,10 +97,11 @@ class CapturePolicy:
             for d in range(1, SPILL_STEPS + 1)
         }  # fmt: skip
         # Plain steps are accounted a batch at a time (see `done`): their starts
-        # wait here, and `plan` answers NOTHING without looking before `_quiet_until`.
-        self._backlog: list[float] = []
-        self._expect = -1  # the step `done` may queue next; -1 while none may be
-        self._quiet_until = 0
+        # wait in `queued`, and `plan` answers NOTHING without looking before
+        # `quiet_until`. Public: the class docstring's fast path.
+        self.queued: list[float] = []
+        self.queue_next = -1  # the step `done` may queue next; -1 while none may be
+        self.quiet_until = 0
 
     def plan(self, step: int, exact: bool = False) -> tuple[bool, bool]:
         """(statistics, activations): what `step` captures.
@@ -102,15 +110,15 @@ class CapturePolicy:
         taken on its own (the dashboard's `n`), which has no pace to protect and
         must show the same thing however fast the machine is.
 
-        Before `_quiet_until` neither tier can be due whatever the steps until
+        Before `quiet_until` neither tier can be due whatever the steps until
         then take (`_horizon`), and the answer costs one comparison.
         """
-        if step < self._quiet_until and not exact:
+        if step < self.quiet_until and not exact:
             return NOTHING
         self._settle()
         stats, acts = self.stats.due(step, exact), self.activations.due(step, exact)
         if not (stats or acts or exact):
-            self._quiet_until = self._horizon(step)
+            self.quiet_until = self._horizon(step)
         return stats, acts
 
     def done(self, step: int, plan: tuple[bool, bool], start: float, measuring: float) -> None:
@@ -129,14 +137,14 @@ class CapturePolicy:
         the step's own work. `_settle` accounts the queue in one loop, as this
         would have step by step, whenever a plan or a capture needs it.
         """
-        if step == self._expect and not (plan[0] or plan[1] or measuring):
-            self._backlog.append(start)
-            self._expect = step + 1
+        if step == self.queue_next and not (plan[0] or plan[1] or measuring):
+            self.queued.append(start)
+            self.queue_next = step + 1
             return
         self._settle()
-        self._expect = -1
+        self.queue_next = -1
         if measuring:  # the next step's wall may be that much longer unclamped: plan afresh
-            self._quiet_until = 0
+            self.quiet_until = 0
         stats, acts = plan
         spent = (
             self.stats.captured(step) if stats else 0.0,
@@ -179,19 +187,20 @@ class CapturePolicy:
         self.activations.earn(wall)
         if plain or last_step == 0:
             if not (stats or acts or measuring) and usual is not None and step > self._spill_until:
-                self._expect = step + 1  # the next plain step may be queued
+                self.queue_next = step + 1  # the next plain step may be queued
             return  # step 0 pays every first-call cost: not a usual cost (nothing was spent)
-        self._quiet_until = 0  # settling a capture may give credit back: plan afresh
+        self.quiet_until = 0  # settling a capture may give credit back: plan afresh
         tier = "acts" if last_acts else "stats"
         self._capture_step, self._capture_tier = last_step, tier
         self._spill_until = last_step + SPILL_STEPS
         extra = last_measuring if usual is None else max(last_measuring, wall - usual)
         extra += self._spill_cost(tier, usual)
         if last_acts:
-            # A step with both pays both; the statistics' share is their usual cost.
+            # A step with both pays both; the statistics' share is their usual cost,
+            # once one is known (a policy's first step, when not step 0, carries both).
             share = self.stats.usual if last_stats else 0.0
             self.activations.charge(extra - share, last_spent[1])
-            if last_stats:
+            if last_stats and self.stats.extras:
                 self.stats.charge(share, last_spent[0])
         else:
             self.stats.charge(extra, last_spent[0])
@@ -201,7 +210,7 @@ class CapturePolicy:
         # the last rounding: each earns its wall, at most a pause's (twice the
         # usual plain step, plus what measuring the step before took), and joins
         # the plain walls whose median is refreshed every _RECENT steps.
-        starts = self._backlog
+        starts = self.queued
         if not starts:
             return
         step, _, last_start, last_measuring, _ = self._previous
@@ -284,4 +293,4 @@ class CapturePolicy:
     def _last_step(self) -> int:
         if self._previous is None:
             return 0
-        return self._previous[0] + len(self._backlog)
+        return self._previous[0] + len(self.queued)

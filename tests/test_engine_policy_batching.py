@@ -20,11 +20,11 @@ class StepByStep(CapturePolicy):
     """The same policy with no queue and no horizon: every step accounted as it comes."""
 
     def plan(self, step: int, exact: bool = False) -> tuple[bool, bool]:
-        self._quiet_until = 0
+        self.quiet_until = 0
         return super().plan(step, exact)
 
     def done(self, step: int, plan, start: float, measuring: float) -> None:
-        self._expect = -1
+        self.queue_next = -1
         super().done(step, plan, start, measuring)
 
 
@@ -73,7 +73,7 @@ def test_plain_steps_are_queued_and_plans_answered_without_looking():
         cost = (5e-5 if plan[0] else 0.0) + (5e-4 if plan[1] else 0.0)
         policy.done(step, plan, clock, cost)
         clock += 1e-4 + cost
-    assert 0 < len(policy._backlog) <= 32  # settled at least at each refresh of the median
-    assert policy._quiet_until > 2000
+    assert 0 < len(policy.queued) <= 32  # settled at least at each refresh of the median
+    assert policy.quiet_until > 2000
     assert policy.plan(2000) is NOTHING
     assert policy.stats_period >= 50  # the queued steps count for the period shown
