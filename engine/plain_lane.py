@@ -27,9 +27,10 @@ for where it broke.
 from __future__ import annotations
 
 import math
+from functools import partial
 
 from engine.native_stats import FLOAT32_MAX
-from engine.recording import l2_total, new_step_record
+from engine.recording import l2_total, new_step_record, plain_step_record
 from engine.records import StepRecord
 from engine.sentinels import packed_from_grads, read_values
 
@@ -46,12 +47,16 @@ class PlainLane:
     collector.
     """
 
-    __slots__ = ("_blank", "_flat", "_square_sum")
+    __slots__ = ("_blank", "_flat", "_square_sum", "record")
+    finite = True  # its records' loss and norm: `read` leaves the lane where they are not
 
     def __init__(self, probe, flat) -> None:
         self._blank = probe.blank_layers
         self._flat = flat
         self._square_sum = flat._square_sum
+        # record(step, epoch, read): the StepRecord of plain step `step`, from
+        # what `read` gave; the builder itself, bound (no frame of its own).
+        self.record = partial(plain_step_record, self._blank)
 
     @staticmethod
     def for_probe(probe, eager_devices: set[str], timesteps=None) -> PlainLane | None:
@@ -81,10 +86,6 @@ class PlainLane:
             return None
         return value, math.sqrt(square_sum)
 
-    def record(self, step: int, epoch: int, read: tuple[float, float]) -> StepRecord:
-        """The StepRecord of plain step `step`, from what `read` gave."""
-        return plain_record(step, epoch, read, self._blank)
-
 
 class PlainStep:
     """What a GradientProbe's plain step read through its PlainLane, kept for end_step.
@@ -101,17 +102,7 @@ class PlainStep:
     def record(self, probe, epoch: int, extra=None) -> StepRecord:
         """The step's record, as the general sentinel path makes it; `extra`, an rnn's norms."""
         timesteps = None if extra is None else tuple(extra.detach().reshape(-1).tolist())
-        return plain_record(probe.step, epoch, self.read, probe.blank_layers, timesteps)
-
-
-def plain_record(
-    step: int, epoch: int, read: tuple[float, float], blank, timesteps=None
-) -> StepRecord:
-    """A plain step's StepRecord: its (loss, norm), nothing measured per layer (`blank`)."""
-    loss, norm = read
-    return new_step_record(
-        step, epoch, loss, norm, norm, None, blank, None, timesteps, False, False
-    )
+        return plain_step_record(probe.blank_layers, probe.step, epoch, self.read, timesteps)
 
 
 class ReplayLane:
@@ -123,6 +114,7 @@ class ReplayLane:
     """
 
     __slots__ = ("_probe",)
+    finite = False  # a step that broke is recorded as it is
 
     def __init__(self, probe) -> None:
         self._probe = probe

@@ -101,6 +101,27 @@ def new_step_record(
     return record
 
 
+def plain_step_record(
+    layers, step: int, epoch: int, read: tuple[float, float], timesteps=None
+) -> StepRecord:
+    """A plain step's StepRecord: its `read` (loss, norm), nothing measured per layer (`layers`).
+
+    new_step_record's record for a step that captured neither tier, in one
+    frame: the lanes (engine.plain_lane) bind `layers` and call it per step.
+    """
+    loss, norm = read
+    values = {
+        "step": step, "epoch": epoch, "loss": loss, "grad_norm": norm, "grad_norm_clipped": norm,
+        "clipped_frac": None, "layers": layers, "histograms": None,
+        "timestep_grad_norms": timesteps, "captured": False, "activations_captured": False,
+    }  # fmt: skip
+    if not _STEP_RECORD_BY_DICT:
+        return StepRecord(**values)
+    record = _new(StepRecord)
+    _set_attribute(record, "__dict__", values)
+    return record
+
+
 def _sentinel_record(probe, f: dict, epoch: int) -> StepRecord:
     # A step that carried the sentinels only: the loss and the total norms.
     raw_total = f["raw_total"][0]

@@ -144,7 +144,7 @@ class Trainer:
         self.total_steps = self.steps_per_epoch * config.epochs
         self.step_index = 0
         self.epoch = 0
-        self._epoch_batches = None
+        self._epoch_batches = self.batches.epoch()  # a generator: nothing drawn until used
         self.first_nonfinite: NonFinite | None = None
         self.layer_names = list(self.probe.layer_names)
         # Which steps capture statistics and activations: within a time budget.
@@ -158,14 +158,15 @@ class Trainer:
         return self.step_index >= self.total_steps
 
     def _next_batch(self):
-        if self._epoch_batches is None:
-            self._epoch_batches = self.batches.epoch()
-        try:
-            return next(self._epoch_batches)
-        except StopIteration:
-            self.epoch += 1
-            self._epoch_batches = self.batches.epoch()
-            return next(self._epoch_batches)
+        # The next (x, y); Trainer.step draws it inline.
+        batch = next(self._epoch_batches, None)
+        return batch if batch is not None else self._next_epoch()
+
+    def _next_epoch(self):
+        # The first batch of the next epoch, once the current one ran out.
+        self.epoch += 1
+        self._epoch_batches = self.batches.epoch()
+        return next(self._epoch_batches)
 
     def step(self, exact: bool = False) -> StepRecord:
         """Train on one batch and return what the probe recorded.
@@ -173,11 +174,19 @@ class Trainer:
         `exact`: capture on the configured periods, not the time budget's (a single step).
         """
         start = time.perf_counter()
-        x, y = self._next_batch()
+        # On a 0.1 ms step each Python frame of bookkeeping costs about a point of
+        # the run (more than its lines: it runs cold right after the step's own
+        # work), so a plain step calls as few as it can: the next batch, and the
+        # policy's answers between captures, are read here (CapturePolicy's fast path).
+        batch = next(self._epoch_batches, None)
+        x, y = batch if batch is not None else self._next_epoch()
         if not self.model.training:  # train() walks every module: not on every step
             self.model.train()
-        probe, step = self.probe, self.step_index
-        stats, activations = self.policy.plan(step, exact)
+        probe, step, policy = self.probe, self.step_index, self.policy
+        if step < policy.quiet_until and not exact:
+            stats = activations = False
+        else:
+            stats, activations = policy.plan(step, exact)
         probe.begin_step(step, activations=activations, capture=stats)
         loss = self.loss_fn(self.model(x), y)
         if self.flat is not None:
@@ -190,12 +199,18 @@ class Trainer:
             read = lane.read(loss)
             if read is not None:
                 self.optimizer.step()
-                self.policy.done(step, NOTHING, start, 0.0)
+                if step == policy.queue_next:  # done(step, NOTHING, start, 0.0)
+                    policy.queued.append(start)
+                    policy.queue_next = step + 1
+                else:
+                    policy.done(step, NOTHING, start, 0.0)
                 self.step_index = step + 1
                 record = lane.record(step, self.epoch, read)
                 # A GPU's lane records a step that broke as it is (the CPU's leaves the lane).
-                if self.first_nonfinite is None and not (
-                    math.isfinite(record.loss) and math.isfinite(record.grad_norm)
+                if (
+                    not lane.finite
+                    and self.first_nonfinite is None
+                    and not (math.isfinite(record.loss) and math.isfinite(record.grad_norm))
                 ):
                     self.first_nonfinite = self._check_nonfinite(record)
                 return record
@@ -216,7 +231,7 @@ class Trainer:
             math.isfinite(record.loss) and math.isfinite(record.grad_norm)
         ):
             self.first_nonfinite = self._check_nonfinite(record)
-        self.policy.done(step, (probe.capture, activations), start, measuring)
+        policy.done(step, (probe.capture, activations), start, measuring)
         self.step_index = step + 1
         return record
 

@@ -21,11 +21,14 @@ class StepByStep(CapturePolicy):
 
     def plan(self, step: int, exact: bool = False) -> tuple[bool, bool]:
         self.quiet_until = 0
-        return super().plan(step, exact)
+        answer = super().plan(step, exact)
+        self.quiet_until = 0  # closed for a caller that reads it too (the Trainer)
+        return answer
 
     def done(self, step: int, plan, start: float, measuring: float) -> None:
         self.queue_next = -1
         super().done(step, plan, start, measuring)
+        self.queue_next = -1
 
 
 def random_run(policy: CapturePolicy, seed: int, steps: int = 6000):
@@ -77,3 +80,44 @@ def test_plain_steps_are_queued_and_plans_answered_without_looking():
     assert policy.quiet_until > 2000
     assert policy.plan(2000) is NOTHING
     assert policy.stats_period >= 50  # the queued steps count for the period shown
+
+
+def test_the_trainer_reading_the_fast_path_decides_what_the_calls_would(monkeypatch):
+    # Trainer.step reads `quiet_until` and `queue_next` in place of plan/done
+    # between captures. With StepByStep, which keeps both closed, every step
+    # calls them: the same run on the same (simulated) clock decides alike.
+    import types
+
+    from engine import trainer as trainer_module
+    from engine.config import RunConfig
+
+    config = RunConfig(
+        dataset="regression", model="shallow", hidden_units=15, batch_size=32,
+        standardize_target=True, epochs=1_000, device="cpu",
+    )  # fmt: skip
+
+    def run(policy_class):
+        rng = random.Random(7)
+        now = [0.0]
+
+        def perf_counter() -> float:
+            now[0] += rng.choice([1e-4, 1e-4, 1e-4, 3e-4])
+            return now[0]
+
+        monkeypatch.setattr(
+            trainer_module, "time", types.SimpleNamespace(perf_counter=perf_counter)
+        )
+        trainer = trainer_module.Trainer(config)
+        # Budgets that bind every few dozen steps of this clock: many captures to decide.
+        policy = trainer.policy = policy_class(
+            config.capture_every, config.activation_every, stats_budget=0.05, activation_budget=0.05
+        )
+        records = [trainer.step() for _ in range(3000)]
+        assert trainer.first_nonfinite is None  # every capture the policy's own
+        policy.plan(3000, exact=True)  # settles what is queued
+        seen = [(r.captured, r.activations_captured) for r in records]
+        return seen, (policy.stats.credit, policy.activations.credit, policy._plain_wall)
+
+    fast, reference = run(CapturePolicy), run(StepByStep)
+    assert fast == reference
+    assert 20 < sum(stats for stats, _ in fast[0]) < 2900  # the budget binds, and captures come
