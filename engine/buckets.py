@@ -109,19 +109,58 @@ class Buckets:
 
 def _summarize(steps: np.ndarray, values: np.ndarray, present: np.ndarray) -> tuple:
     """Summaries of groups: inputs shaped (groups, rows, ...); rows collapse."""
-    finite = present & np.isfinite(values)
+    if values.shape[1] == 1:  # a bucket a row (a run's first folds): nothing to reduce
+        values, present = values[:, 0], present[:, 0]
+        isfinite = np.isfinite(values)
+        envelope = np.where(present & isfinite, values, np.nan)
+        last = np.where(present, values, np.nan)
+        return steps[:, 0], last, envelope, envelope, present & ~isfinite, present
+    if values.shape[1] <= _FEW_ROWS:
+        return _summarize_few(steps, values, present)
+    # Rows last and contiguous: numpy reduces the middle axis of (groups, rows,
+    # columns) 4-6 times slower than a contiguous last one (350 against 56-96
+    # us for 4,096 rows of the four scalars, in buckets of 64-1,024 rows).
+    values = np.ascontiguousarray(np.moveaxis(values, 1, -1))
+    present = np.ascontiguousarray(np.moveaxis(present, 1, -1))
+    isfinite = np.isfinite(values)
+    finite = present & isfinite
     with np.errstate(invalid="ignore"):
-        lo = np.where(finite, values, np.inf).min(axis=1)
-        hi = np.where(finite, values, -np.inf).max(axis=1)
-    any_finite = finite.any(axis=1)
+        lo = np.where(finite, values, np.inf).min(axis=-1)
+        hi = np.where(finite, values, -np.inf).max(axis=-1)
+    any_finite = finite.any(axis=-1)
     lo = np.where(any_finite, lo, np.nan)
     hi = np.where(any_finite, hi, np.nan)
-    have = present.any(axis=1)
-    rows = present.shape[1]
-    last_index = rows - 1 - np.argmax(present[:, ::-1], axis=1)
-    last = np.take_along_axis(values, last_index[:, None], axis=1)[:, 0]
-    last = np.where(have, last, np.nan)
-    bad = (present & ~np.isfinite(values)).any(axis=1)
+    have = present.any(axis=-1)
+    rows = values.shape[-1]
+    # The last present row of each group and column (the last row where none is;
+    # `have` then blanks it), read from the flat array: take_along_axis builds
+    # index grids and costs several times as much.
+    last_row = rows - 1 - np.argmax(present[..., ::-1], axis=-1)
+    flat_at = np.arange(0, last_row.size * rows, rows).reshape(last_row.shape) + last_row
+    last = np.where(have, values.reshape(-1)[flat_at], np.nan)
+    bad = (present & ~isfinite).any(axis=-1)
+    return steps[:, 0], last, lo, hi, bad, have
+
+
+_FEW_ROWS = 8  # up to this many rows a bucket, _summarize_few's elementwise passes cost less
+
+
+def _summarize_few(steps: np.ndarray, values: np.ndarray, present: np.ndarray) -> tuple:
+    # _summarize for buckets of a few rows: a pass a row, elementwise over all
+    # the groups, where reducing an axis of 2-8 costs numpy's loop per element.
+    last = np.full(values.shape[:1] + values.shape[2:], np.nan)
+    lo, hi = last.copy(), last.copy()
+    bad = np.zeros(last.shape, dtype=bool)
+    have = bad.copy()
+    for row in range(values.shape[1]):
+        value, here = values[:, row], present[:, row]
+        isfinite = np.isfinite(value)
+        envelope = np.where(here & isfinite, value, np.nan)
+        np.fmin(lo, envelope, out=lo)  # fmin and fmax pass over NaN
+        np.fmax(hi, envelope, out=hi)
+        np.copyto(last, value, where=here)
+        bad |= here & ~isfinite
+        have |= here
     return steps[:, 0], last, lo, hi, bad, have
 
 
