@@ -28,7 +28,8 @@ after its tier's captures usually take over a plain step (a capture leaves
 caches cold: +36 and +8 us after a statistics step of the regression model,
 whose own excess is ~130 us with its History row), and at most four times
 its tier's usual cost (a capture caught in a pause does not starve the
-rest of the run; before three captures, four allowances); a tier whose
+rest of the run; before three captures, or while that usual cost is zero,
+four allowances); a tier whose
 capture costs more than the credit it may hold is due whenever its credit
 is full; every step earns credit for its wall time, at most twice a plain
 step's, so a pause (the user's, or a benchmark's) earns no more than a
@@ -69,7 +70,9 @@ class CapturePolicy:
     (the Trainer does: a Python frame costs ~1 us right after a 0.1 ms step):
     `plan(step)` is NOTHING for any step below `quiet_until` (unless exact),
     and `done(step, NOTHING, start, 0.0)` for `step == queue_next` is
-    `queued.append(start)` then `queue_next = step + 1`.
+    `queued.append(start)` then `queue_next = step + 1`. A subclass that
+    changes what `plan` or `done` do there must keep both closed
+    (`quiet_until` 0, `queue_next` -1), or such a caller skips it.
     """
 
     def __init__(

@@ -76,8 +76,9 @@ def new_step_record(
 ) -> StepRecord:  # fmt: skip
     """A StepRecord from every field, in StepRecord's order, at the least cost (fast_record).
 
-    The one builder of the probe's records (step_record), the Trainer's
-    plain steps (engine.plain_lane) and compact steps (engine.compact_stats).
+    The builder of the probe's records (step_record), a GPU's plain steps
+    (engine.plain_lane's ReplayLane) and compact steps (engine.compact_stats);
+    a CPU plain step's is plain_step_record, the same record in one frame.
     """
     values = {
         "step": step,

@@ -37,6 +37,8 @@ def test_each_summary_is_the_plain_one(rows):
     values = rng.normal(size=(groups, rows, 4))
     values[rng.random(values.shape) < 0.1] = np.nan
     values[rng.random(values.shape) < 0.05] = -np.inf
+    values[rng.random(values.shape) < 0.05] = np.inf
+    values[rng.random(values.shape) < 0.05] = 0.0
     present = rng.random(values.shape) < 0.7
     present[..., 3] = False
     got, want = _summarize(steps, values, present), reference(steps, values, present)

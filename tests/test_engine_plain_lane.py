@@ -118,3 +118,16 @@ def test_without_the_kernel_there_is_no_lane(monkeypatch):
     for _ in range(3):
         record = trainer.step()
     assert math.isfinite(record.loss) and math.isfinite(record.grad_norm)
+
+
+def test_a_plain_record_in_one_frame_is_new_step_record_s_to_its_key_order():
+    # plain_step_record spells out new_step_record's fields for a plain step:
+    # the same record, instance dict included (exports and copies read it).
+    from engine.recording import blank_layers, new_step_record, plain_step_record
+
+    layers = blank_layers(["fc1", "fc2"])
+    for timesteps in (None, (0.5, 0.25)):
+        one = plain_step_record(layers, 7, 2, (0.5, 1.25), timesteps)
+        other = new_step_record(7, 2, 0.5, 1.25, 1.25, None, layers, None, timesteps, False, False)
+        assert one == other
+        assert list(vars(one).items()) == list(vars(other).items())

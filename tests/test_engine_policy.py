@@ -6,7 +6,6 @@ import math
 
 import pytest
 
-from engine.budgeted_period import BudgetedPeriod
 from engine.config import RunConfig
 from engine.policy import ACTIVATION_BUDGET, ALLOWANCE, STATS_BUDGET, CapturePolicy
 from engine.trainer import Trainer
@@ -293,31 +292,3 @@ def test_a_gap_the_caller_skips_is_accounted_as_if_it_never_was():
     # charged a whole step, and the statistics come less often.
     stats = sum(s for s, _ in unbroken)
     assert sum(s for s, _ in _gapped(skip=False, gaps=0.2)) < 0.9 * stats
-
-
-def test_a_tier_charged_nothing_three_times_still_learns_its_cost():
-    # Three captures that cost nothing measurable must not hold every later
-    # charge to zero: the tier would then capture every step for good.
-    tier = BudgetedPeriod(1, STATS_BUDGET)
-    for _ in range(3):
-        tier.charge(0.0, 0.0)
-    for _ in range(3):
-        tier.charge(5e-5, 0.0)
-    assert tier.usual == pytest.approx(5e-5)
-
-
-def test_a_policy_taking_over_a_run_midway_settles_within_its_budget():
-    # A policy whose first step is not step 0 (a benchmark swapping policies on
-    # one Trainer) counts that step, which carries both tiers before the
-    # statistics' cost is known: that share is no zero cost of theirs.
-    policy = CapturePolicy(1, 10)
-    clock, spent, charged = 0.0, 0.0, []
-    for step in range(1_000, 101_000):
-        stats, acts = policy.plan(step)
-        cost = (1e-5 if stats else 0.0) + (1e-4 if acts else 0.0)
-        spent += 1e-5 if stats else 0.0
-        policy.done(step, (stats, acts), clock, cost)
-        clock += 1e-4 + cost
-        charged += policy.stats.extras if step < 1_010 else []
-    assert min(charged) > 0
-    assert spent <= STATS_BUDGET * clock * 1.05 + ALLOWANCE

@@ -97,6 +97,17 @@ def test_the_trainer_reading_the_fast_path_decides_what_the_calls_would(monkeypa
     )  # fmt: skip
 
     def run(policy_class):
+        class Counted(policy_class):
+            calls = 0
+
+            def plan(self, step, exact=False):
+                Counted.calls += 1
+                return super().plan(step, exact)
+
+            def done(self, step, plan, start, measuring):
+                Counted.calls += 1
+                super().done(step, plan, start, measuring)
+
         rng = random.Random(7)
         now = [0.0]
 
@@ -109,15 +120,21 @@ def test_the_trainer_reading_the_fast_path_decides_what_the_calls_would(monkeypa
         )
         trainer = trainer_module.Trainer(config)
         # Budgets that bind every few dozen steps of this clock: many captures to decide.
-        policy = trainer.policy = policy_class(
+        policy = trainer.policy = Counted(
             config.capture_every, config.activation_every, stats_budget=0.05, activation_budget=0.05
         )
         records = [trainer.step() for _ in range(3000)]
         assert trainer.first_nonfinite is None  # every capture the policy's own
         policy.plan(3000, exact=True)  # settles what is queued
         seen = [(r.captured, r.activations_captured) for r in records]
-        return seen, (policy.stats.credit, policy.activations.credit, policy._plain_wall)
+        return (
+            seen,
+            (policy.stats.credit, policy.activations.credit, policy._plain_wall),
+            Counted.calls,
+        )
 
-    fast, reference = run(CapturePolicy), run(StepByStep)
+    *fast, fast_calls = run(CapturePolicy)
+    *reference, reference_calls = run(StepByStep)
     assert fast == reference
+    assert reference_calls > 2 * 3000 and fast_calls < 3000 // 2  # the fast path is taken
     assert 20 < sum(stats for stats, _ in fast[0]) < 2900  # the budget binds, and captures come
