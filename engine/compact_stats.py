@@ -20,8 +20,10 @@ gradient aside, no activation capture on the step, and every number finite.
 Anything else (a NaN step above all) goes the probe's general way, which
 counts non-finite elements and recomputes from the tensors. After a step
 taken this way the probe keeps a `compact_lane`: the same checks, less
-what holds for the whole run (on the regression model, 10-12 us right
-after backward against `compact_found`'s ~15).
+what holds for the whole run, and where the kernel is an extension module,
+the whole record in one C call (engine.native_record). The record is made
+right after backward, as the numbers are read; the probe's `end_step`
+gives it its epoch.
 """
 
 from __future__ import annotations
@@ -133,32 +135,44 @@ class CompactLayers(Mapping):
         return f"CompactLayers({dict(self)!r})"
 
 
-class CompactStep:
-    """What a compact statistics step read after backward: its loss and the sweep's list.
+def compact_record(
+    layout: CompactLayout, lr: float | None, step: int, loss: float, values: list[float]
+) -> StepRecord:
+    """A compact statistics step's StepRecord, from its loss and the sweep's list (epoch 0).
 
-    The probe keeps it from `after_backward` to `end_step`, where `record`
-    makes the step's record.
+    What the extension module's compact_record builds in C
+    (engine.native_record), made in Python: the first step of a lane, and
+    every step where the kernel is called through ctypes. The probe's
+    `end_step` sets the step's epoch (`finish_record`).
     """
+    stride = layout.stride
+    # Every gradient's norm together (all finite here: one C call).
+    total = math.hypot(*values[stride : stride + layout.gradients])
+    # Nothing clips on this path: the total norm is the applied one too.
+    return new_step_record(
+        step, 0, loss, total, total, 0.0, CompactLayers(layout, values, lr), None, None, True,
+        False,
+    )  # fmt: skip
 
-    __slots__ = ("loss", "values")
 
-    def __init__(self, loss: float, values: list[float]) -> None:
-        self.loss = loss
-        self.values = values
+def record_spec(layout: CompactLayout, lr: float | None) -> tuple:
+    """What the C compact_record needs to build `compact_record`'s record (engine.native_record)."""
+    template = vars(new_step_record(0, 0, 0.0, 0.0, 0.0, 0.0, None, None, None, True, False))
+    return (StepRecord, dict(template), CompactLayers, layout, lr, layout.gradients)
 
-    def record(self, probe, epoch: int, extra: torch.Tensor | None = None) -> StepRecord:
-        """The StepRecord of `probe`'s step; `extra`, an rnn's per-time-step norms, read here."""
-        layout, values = probe.compact_layout, self.values
-        # Every gradient's norm together (all finite here: one C call). Inline,
-        # as each Python frame costs ~1-3 us right after the step's tensors.
-        stride = layout.stride
-        total = math.hypot(*values[stride : stride + layout.gradients])
-        timesteps = None if extra is None else tuple(extra.detach().reshape(-1).tolist())
-        # Nothing clips on this path: the total norm is the applied one too.
-        return new_step_record(
-            probe.step, epoch, self.loss, total, total, 0.0,
-            CompactLayers(layout, values, probe.lr), None, timesteps, True, False,
-        )  # fmt: skip
+
+def finish_record(record: StepRecord, epoch: int, extra: torch.Tensor | None) -> StepRecord:
+    """`record`, a compact step's made after backward, given its epoch and an rnn's per-time-step norms.
+
+    Set in its instance dict: the record is the probe's own until its
+    `end_step` returns it, and a frozen dataclass's fields are set one
+    object.__setattr__ at a time (engine.recording.fast_record).
+    """
+    fields = vars(record)
+    fields["epoch"] = epoch
+    if extra is not None:
+        fields["timestep_grad_norms"] = tuple(extra.detach().reshape(-1).tolist())
+    return record
 
 
 def _compact_buffer(probe):
@@ -170,8 +184,8 @@ def _compact_buffer(probe):
     return flat
 
 
-def compact_found(probe, loss: torch.Tensor, eager_devices: set[str]) -> CompactStep | None:
-    """A statistics step's numbers in one C call; None where the compact path does not apply.
+def compact_found(probe, loss: torch.Tensor, eager_devices: set[str]) -> StepRecord | None:
+    """A statistics step's record from one C sweep; None where the compact path does not apply.
 
     `probe` is the GradientProbe whose step this is (capturing statistics,
     not activations). None also when the loss or any number is not finite:
@@ -188,36 +202,40 @@ def compact_found(probe, loss: torch.Tensor, eager_devices: set[str]) -> Compact
     # a sum that overflows) shows in it (summed in C: ~1.5 us less than here).
     if not (math.isfinite(loss_value) and math.isfinite(values[-1])):
         return None
-    return CompactStep(loss_value, values)
+    return compact_record(probe.compact_layout, probe.lr, probe.step, loss_value, values)
 
 
 def compact_lane(probe):
     """`compact_found` for the steps after one it took, at the least cost; None where it did not.
 
-    Built right after a step that `compact_found` took. What holds for a
-    whole run (the probe's buffer and clip strategy: the probe drops its lane
-    when either is replaced) is checked here once; each call checks the rest,
-    as `compact_found` does: the device is one read eagerly, the buffer holds
-    the gradients (FlatGradients.compact_reader), every number is finite;
-    the lane's `check_places()`, called before the step's forward, looks the
-    weights up where it costs less. A call's None sends the step to
-    `compact_found`.
+    Built right after a step that `compact_found` took: lane(loss,
+    eager_devices, step) gives the step's record, or None to send the step
+    to `compact_found`. What holds for a whole run (the probe's buffer, clip
+    strategy and lr: the probe drops its lane when one is replaced) is
+    checked here once; each call checks the rest, as `compact_found` does:
+    the device is one read eagerly, the buffer holds the gradients and no
+    weight moved (FlatGradients.compact_reader), every number is finite.
+    Where the kernel is an extension module the lane is one C call
+    (FlatGradients.compact_recorder, engine.native_record).
     """
     flat = _compact_buffer(probe)
     if flat is None:
         return None
+    layout, lr = probe.compact_layout, probe.lr
+    lane = flat.compact_recorder(probe.params, probe.layer_params, record_spec(layout, lr))
+    if lane is not None:
+        return lane
     read = flat.compact_reader(probe.params, probe.layer_params)
     if read is None:
         return None
     device, isfinite = flat.device_type, math.isfinite
 
-    def lane(loss: torch.Tensor, eager_devices: set[str]) -> CompactStep | None:
+    def lane(loss: torch.Tensor, eager_devices: set[str], step: int) -> StepRecord | None:
         if device not in eager_devices or (values := read()) is None:
             return None
         loss_value = loss.item()
         if not (isfinite(loss_value) and isfinite(values[-1])):
             return None
-        return CompactStep(loss_value, values)
+        return compact_record(layout, lr, step, loss_value, values)
 
-    lane.check_places = read.check_places  # before the step's forward (GradientProbe.begin_step)
     return lane

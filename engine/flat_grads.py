@@ -193,36 +193,44 @@ class FlatGradients:
 
         None where `compact_values` would give None now. Each call checks
         what that method checks of a step: the first gradient is still its
-        view, and no weight moved. Where either fails it gives None, and the
+        view, and no weight moved (a weight given new storage is so noticed
+        on the step it happened). Where either fails it gives None, and the
         caller goes back to `compact_values`, which rebuilds. Right after
-        backward every lookup misses the caches, so the checks that hold for
-        the whole run are done here once (engine.compact_stats.compact_lane),
-        and the weights' places are looked up by the reader's
-        `check_places`, which the probe calls before the step's forward
-        (GradientProbe.begin_step): 2.4 us there against 4.7 us after backward,
-        on the regression model's 0.4 ms step. A weight given new storage
-        between steps is so noticed on the next; one given it during a step's
-        forward or backward, on the step after, and until then its norm is
-        its old storage's, which the sweep keeps alive (never freed memory).
+        backward every lookup misses the caches, so what holds for the
+        whole run is checked here once (engine.compact_stats.compact_lane).
+        Where the kernel is an extension module, `compact_recorder` does
+        this and the rest of the step in C.
         """
         joint = self._compact_joint(params, others)
         if joint is None:
             return None
         first, view = self.params[0], self.views[0]
         others, pointers, sweep = tuple(others), list(self._other_pointers), joint.flat
-        placed = [True]  # the weights where the sweep reads them, as of check_places
-
-        def check_places() -> None:
-            placed[0] = list(map(_DATA_PTR, others)) == pointers
 
         # `_keep`: the sweep's tensors stay alive while it may read them.
         def read(_keep: TensorSweep = joint) -> list[float] | None:
-            if first.grad is not view or not placed[0]:
+            if first.grad is not view or list(map(_DATA_PTR, others)) != pointers:
                 return None
             return sweep()
 
-        read.check_places = check_places
         return read
+
+    def compact_recorder(self, params: list, others: list, spec: tuple):
+        """A compact step's whole record in one C call, f(loss, eager_devices, step); or None.
+
+        The checks of `compact_reader`, the sweep, the loss read and the
+        record in one call of the extension module (engine.native_record,
+        whose `spec` this is); None where `compact_values` would give None
+        now, or through ctypes.
+        """
+        joint = self._compact_joint(params, others)
+        if joint is None:
+            return None
+        where = (
+            self.device_type, self.params[0], self.views[0], tuple(others),
+            tuple(self._other_pointers), joint,
+        )  # fmt: skip
+        return joint.recorder(where, spec)
 
     def _compact_joint(self, params: list, others: list) -> TensorSweep | None:
         # compact_values' sweep, checked for this step (None where it does not

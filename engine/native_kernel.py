@@ -27,7 +27,8 @@ import struct
 import numpy as np
 
 from engine.native_build import built_library, python_abi, python_headers
-from engine.native_source import MODULE_HEADER, MODULE_SOURCE, SOURCE
+from engine.native_record import RECORD_SOURCE
+from engine.native_source import MODULE_HEADER, MODULE_SOURCE, MODULE_TABLE, SOURCE
 
 OPENMP = ["-fopenmp"]  # tried first; a compiler without it builds the kernel single-threaded
 _RUNTIMES = ("libgomp", "libiomp", "libomp")  # OpenMP runtimes' library names
@@ -52,6 +53,14 @@ class ModuleKernel:
             f"qqq{k}Q{k}q", k, centred, threads, *[p for p, _ in where], *[n for _, n in where]
         )
         return functools.partial(self._module.flat, state)
+
+    def recorder(self, sweeper, where: tuple, spec: tuple):
+        """A compact statistics step's whole record in one call, over `sweeper`'s tensors.
+
+        f(loss, eager_devices, step) gives the StepRecord or None
+        (engine.native_record: what `where` and `spec` hold).
+        """
+        return functools.partial(self._module.compact_record, sweeper.args[0], where, spec)
 
     def repointed(self, lengths: list[int]):
         """`sweeper` for tensors of fixed `lengths` whose addresses change: f(pointers, threads).
@@ -113,6 +122,10 @@ class LibraryKernel:
 
         return flat
 
+    def recorder(self, sweeper, where: tuple, spec: tuple) -> None:
+        """None: through ctypes, a compact step's record is made in Python (engine.compact_stats)."""
+        return None
+
     def repointed(self, lengths: list[int]):
         """`sweeper` for tensors of fixed `lengths` whose addresses change: f(pointers, threads)."""
         k, tensor_sweep = len(lengths), self._library.tensor_sweep
@@ -160,7 +173,8 @@ def load_kernel() -> ModuleKernel | LibraryKernel | None:
     headers = python_headers() if choice != "ctypes" else None
     if headers is not None:
         path = built_library(
-            "gradtui_sweep", MODULE_HEADER + SOURCE + MODULE_SOURCE, ["-I", headers],
+            "gradtui_sweep", MODULE_HEADER + SOURCE + MODULE_SOURCE + RECORD_SOURCE + MODULE_TABLE,
+            ["-I", headers],
             python_abi(), optional=OPENMP,
         )  # fmt: skip
         if path is not None:

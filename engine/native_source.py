@@ -296,14 +296,21 @@ bad:
 static PyObject *openmp(PyObject *self, PyObject *unused) {
     return PyBool_FromLong(sweep_openmp());
 }
+"""
 
+# The module's table, after engine.native_record's RECORD_SOURCE (compact_record).
+MODULE_TABLE = r"""
 static PyMethodDef methods[] = {
     {"flat", flat, METH_O, "Every number of a sweep, one list."},
     {"square_sum", square_sum, METH_O, "One tensor's sum of squares."},
     {"histograms", histograms, METH_O, "Histograms of strided samples, one list."},
     {"openmp", openmp, METH_NOARGS, "Whether the kernel was built with OpenMP."},
+    {"compact_record", (PyCFunction)(void (*)(void))compact_record, METH_FASTCALL,
+     "A compact statistics step's record, or None."},
     {NULL, NULL, 0, NULL},
 };
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "gradtui_sweep", NULL, -1, methods};
-PyMODINIT_FUNC PyInit_gradtui_sweep(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit_gradtui_sweep(void) {
+    return record_names() ? PyModule_Create(&module) : PyErr_NoMemory();
+}
 """

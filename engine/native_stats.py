@@ -120,11 +120,12 @@ class TensorSweep:
     threads where the kernel shares torch's OpenMP runtime (engine.native_kernel).
     """
 
-    __slots__ = ("places", "flat", "_k", "_keep")
+    __slots__ = ("places", "flat", "_k", "_keep", "_kernel")
 
     def __init__(self, kernel, tensors: list[torch.Tensor], centred: int = 0) -> None:
         self.places = places(tensors)
         self._k = len(tensors)
+        self._kernel = kernel
         # The memory the pointers point into stays alive, even if a parameter
         # is given new storage (`p.data = ...`): then the caller's `places` check
         # finds it moved, and until then the sweep reads old values, never freed memory.
@@ -149,6 +150,14 @@ class TensorSweep:
     def __call__(self) -> list[list[float]]:
         """[sums, norms, minima, maxima], one float per tensor, NaN and inf as they come."""
         return _four_rows(self.flat(), self._k)
+
+    def recorder(self, where: tuple, spec: tuple):
+        """The kernel's compact step record over this sweep (engine.native_record), or None.
+
+        None through ctypes. `where` ends with what keeps the swept memory
+        alive (this sweep, at the least) while the recorder may read it.
+        """
+        return self._kernel.recorder(self.flat, where, spec)
 
 
 class FreshSweep:

@@ -40,7 +40,7 @@ from torch import nn
 
 from engine.activation_tap import ActivationTap
 from engine.clipping import ClipStrategy
-from engine.compact_stats import CompactLayout, CompactStep, compact_found, compact_lane
+from engine.compact_stats import CompactLayout, compact_found, compact_lane, finish_record
 from engine.general_step import measure
 from engine.graphed_sentinels import GraphedSentinels
 from engine.graphed_stats import GraphedStatistics, GraphedStep, graphable, graphed_found
@@ -89,7 +89,7 @@ class GradientProbe:
         self.clip = clip or ClipStrategy()
         self.capture_every = capture_every
         self.activation_every = activation_every
-        self.lr = lr  # for the update-to-weight ratio; None leaves it out
+        self._lr = lr  # for the update-to-weight ratio; None leaves it out
         self.saturating = saturating  # (low, high) bounds of a sigmoid/tanh output
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.layer_names, self.layer_params = weight_layers(model)
@@ -130,6 +130,15 @@ class GradientProbe:
     @flat.setter
     def flat(self, flat) -> None:
         self._flat, self._lane, self._plain = flat, None, False
+
+    @property
+    def lr(self) -> float | None:
+        """The learning rate of the update-to-weight ratio; None leaves the ratio out."""
+        return self._lr
+
+    @lr.setter
+    def lr(self, lr: float | None) -> None:
+        self._lr, self._lane = lr, None  # the compact lane keeps the lr it was built with
 
     @property
     def fresh_sweep(self) -> FreshSweep | None:
@@ -196,8 +205,6 @@ class GradientProbe:
         self.capture_acts = activations
         if activations or self._armed:  # the hooks' setter costs ~1 us a plain step
             self.taps.armed = self._armed = activations
-        if self.capture and not activations and self._lane is not None:
-            self._lane.check_places()  # half its cost after backward (FlatGradients.compact_reader)
 
     def after_backward(self, loss: torch.Tensor | None = None) -> None:
         """Measure the raw gradients, clip them, measure the applied ones.
@@ -210,7 +217,7 @@ class GradientProbe:
         if loss is not None and not self.capture_acts:
             if self.capture:
                 lane = self._lane
-                pending = None if lane is None else lane(loss, EAGER_DEVICES)
+                pending = None if lane is None else lane(loss, EAGER_DEVICES, self.step)
                 if pending is None:
                     pending = compact_found(self, loss, EAGER_DEVICES)
                     if pending is not None:
@@ -257,8 +264,8 @@ class GradientProbe:
         kind = type(pending)
         if kind is PlainStep:  # a plain step read through the flat buffer's lane
             return pending.record(self, epoch, extra)
-        if kind is CompactStep:  # a small CPU model's statistics step
-            return pending.record(self, epoch, extra)
+        if kind is StepRecord:  # a small CPU model's statistics step, recorded after backward
+            return finish_record(pending, epoch, extra) if epoch or extra is not None else pending
         if kind is GraphedStep:  # a GPU's graphed statistics step
             return pending.record(self, loss, epoch, extra)
         if pending is not None and pending[1] is None:  # packed sentinels (a GPU's step)

@@ -181,9 +181,9 @@ def test_a_probe_through_the_buffer_reads_what_it_reads_without(monkeypatch, sta
             compact.append(values)
         return values
 
-    real_reader = FlatGradients.compact_reader
+    real_reader, real_recorder = FlatGradients.compact_reader, FlatGradients.compact_recorder
 
-    def compact_reader(self, params, others):  # the probe's lane, from step 2 on
+    def compact_reader(self, params, others):  # the probe's lane from step 2 on, through ctypes
         read_now = real_reader(self, params, others)
         if read_now is None:
             return None
@@ -194,12 +194,25 @@ def test_a_probe_through_the_buffer_reads_what_it_reads_without(monkeypatch, sta
                 compact.append(values)
             return values
 
-        counted.check_places = read_now.check_places
+        return counted
+
+    def compact_recorder(self, params, others, spec):  # the lane in C (the extension module)
+        record = real_recorder(self, params, others, spec)
+        if record is None:
+            return None
+
+        def counted(loss, eager_devices, step):
+            made = record(loss, eager_devices, step)
+            if made is not None:
+                compact.append(made)
+            return made
+
         return counted
 
     monkeypatch.setattr(FlatGradients, "partials_for", partials_for)
     monkeypatch.setattr(FlatGradients, "compact_values", compact_values)
     monkeypatch.setattr(FlatGradients, "compact_reader", compact_reader)
+    monkeypatch.setattr(FlatGradients, "compact_recorder", compact_recorder)
     through, plain = records(True), records(False)
     assert all(r is not None for r in read)
     # Step 0 (activations too) reads the partials; the others, with the C

@@ -1,0 +1,179 @@
+"""A compact step's record made in C (engine.native_record) is the one Python makes, and leaves
+the lane where the Python lane does."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from probed_loop import probed_steps, random_batches
+from torch import nn
+
+from engine.compact_stats import CompactLayers, compact_record, record_spec
+from engine.flat_grads import FlatGradients
+from engine.native_stats import sweep_kernel
+from engine.probe import GradientProbe
+
+needs_module = pytest.mark.skipif(
+    getattr(sweep_kernel(), "kind", None) != "module",
+    reason="the kernel is not an extension module here (no compiler or no Python headers)",
+)
+
+
+def _model() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(10, 15), nn.ReLU(), nn.Linear(15, 1))
+
+
+class _Step:
+    """One model after its backward, its flat buffer, and both ways to its record."""
+
+    def __init__(self, lr: float | None = 0.05) -> None:
+        self.model = _model()
+        self.params = list(self.model.parameters())
+        self.weights = [self.model[0].weight, self.model[2].weight]
+        self.flat = FlatGradients(self.params)
+        self.flat.zero()
+        x, y = random_batches(1, 10, 32)[0]
+        self.loss = nn.functional.mse_loss(self.model(x), y)
+        self.loss.backward()
+        self.probe = GradientProbe(self.model, lr=lr)
+        self.layout, self.lr = self.probe.compact_layout, lr
+
+    def in_c(self, step: int = 7, eager: set[str] | None = None, loss=None):
+        """The recorder's record (or None) for this step."""
+        spec = record_spec(self.layout, self.lr)
+        record = self.flat.compact_recorder(self.params, self.weights, spec)
+        assert record is not None
+        return record(
+            self.loss if loss is None else loss, {"cpu"} if eager is None else eager, step
+        )
+
+    def in_python(self, step: int = 7):
+        """compact_record's record for this step, from the same sweep."""
+        values = self.flat.compact_values(self.params, self.weights)
+        return compact_record(self.layout, self.lr, step, self.loss.item(), values)
+
+
+@needs_module
+@pytest.mark.parametrize("lr", [0.05, None])
+def test_the_record_made_in_c_is_the_record_made_in_python(lr):
+    step = _Step(lr)
+    made, want = step.in_c(), step.in_python()
+    assert type(made) is type(want)
+    assert list(vars(made)) == list(vars(want))  # the fields, in the dataclass's order
+    for field, value in vars(want).items():
+        if field in ("grad_norm", "grad_norm_clipped"):  # Neumaier's sum against math.hypot
+            assert getattr(made, field) == pytest.approx(value, rel=1e-15, abs=0.0), field
+        elif field != "layers":
+            assert getattr(made, field) == value, field
+    assert type(made.layers) is CompactLayers
+    assert dict(made.layers) == dict(want.layers)
+    assert made.step == 7 and made.epoch == 0 and made.captured and not made.activations_captured
+
+
+@needs_module
+def test_the_record_made_in_c_leaves_the_lane_where_the_python_lane_does():
+    step = _Step()
+    assert step.in_c(eager=set()) is None  # a device read once, as a GPU's
+    assert step.in_c(loss=torch.tensor(math.nan)) is None
+    assert step.in_c(loss=torch.tensor(math.inf)) is None
+    step.model[2].weight.grad[0, 0] = math.inf  # a view of the buffer: the sweep sees it
+    assert step.in_c() is None
+
+    moved = _Step()
+    spec = record_spec(moved.layout, moved.lr)
+    record = moved.flat.compact_recorder(moved.params, moved.weights, spec)
+    moved.weights[1].data = moved.weights[1].data * 3  # new storage, after the lane was built
+    assert record(moved.loss, {"cpu"}, 0) is None
+
+    replaced = _Step()
+    spec = record_spec(replaced.layout, replaced.lr)
+    record = replaced.flat.compact_recorder(replaced.params, replaced.weights, spec)
+    replaced.params[0].grad = replaced.params[0].grad.clone()  # no longer the buffer's view
+    assert record(replaced.loss, {"cpu"}, 0) is None
+
+
+@needs_module
+def test_a_wrong_call_is_an_error_not_a_crash():
+    step = _Step()
+    spec = record_spec(step.layout, step.lr)
+    record = step.flat.compact_recorder(step.params, step.weights, spec)
+    state, where, _ = record.args
+    compact = record.func
+    with pytest.raises(TypeError):
+        compact(state, where, spec[:5], step.loss, {"cpu"}, 0)
+    with pytest.raises(TypeError):
+        compact(b"not a state", where, spec, step.loss, {"cpu"}, 0)
+    with pytest.raises(TypeError):
+        compact(state, where, (1, *spec[1:]), step.loss, {"cpu"}, 0)
+    with pytest.raises(ValueError):
+        compact(state, where, (*spec[:5], 99), step.loss, {"cpu"}, 0)
+    with pytest.raises(RuntimeError):  # a loss of two elements has no .item(): torch says so
+        compact(state, where, spec, torch.ones(2), {"cpu"}, 0)
+
+
+def _probed(lr_change=None, epoch: int = 0, extra: bool = False) -> list:
+    # A probe capturing statistics every step through a flat buffer (compact
+    # from step 1 on), with end_step given `epoch` and, with `extra`, an
+    # rnn's per-time-step norms.
+    model = _model()
+    params = list(model.parameters())
+    buffer = FlatGradients(params)
+    optimizer = torch.optim.SGD(params, lr=0.05)
+    records = []
+    with GradientProbe(model, capture_every=1, activation_every=1 << 30, lr=0.05) as probe:
+        probe.flat = buffer
+        for step, (x, y) in enumerate(random_batches(5, 10, 32)):
+            if lr_change is not None and step == 3:
+                probe.lr = lr_change
+            probe.begin_step(step)
+            loss = nn.functional.mse_loss(model(x), y)
+            buffer.zero()
+            loss.backward()
+            probe.after_backward(loss)
+            optimizer.step()
+            norms = torch.tensor([1.0, 2.0]) if extra else None
+            records.append(probe.end_step(loss, epoch, norms))
+    return records
+
+
+@pytest.mark.skipif(sweep_kernel() is None, reason="no C compiler here")
+def test_end_step_gives_a_compact_record_its_epoch_and_time_step_norms():
+    records = _probed(epoch=3, extra=True)
+    assert [type(r.layers) is CompactLayers for r in records] == [False] + [True] * 4
+    assert all(r.epoch == 3 and r.timestep_grad_norms == (1.0, 2.0) for r in records)
+    plain = _probed()
+    assert all(r.epoch == 0 and r.timestep_grad_norms is None for r in plain)
+
+
+@pytest.mark.skipif(sweep_kernel() is None, reason="no C compiler here")
+def test_a_new_lr_reaches_the_update_ratio_of_the_next_compact_step():
+    before, after = _probed(), _probed(lr_change=0.5)
+    assert type(after[4].layers) is CompactLayers
+    for name in before[4].layers:
+        assert after[2].layers[name].update_ratio == before[2].layers[name].update_ratio
+        assert after[4].layers[name].update_ratio == pytest.approx(
+            10 * before[4].layers[name].update_ratio, rel=1e-12
+        )
+
+
+def test_a_probe_through_a_flat_buffer_records_what_a_plain_loop_computes():
+    # The loop's own loss and total norm, step by step, whichever path took them.
+    model = _model()
+    buffer = FlatGradients(list(model.parameters()))
+    with GradientProbe(model, capture_every=1, activation_every=1 << 30) as probe:
+        probe.flat = buffer
+        records = probed_steps(probe, model, random_batches(4, 10, 32), flat=buffer)
+    reference = _model()
+    optimizer = torch.optim.SGD(reference.parameters(), lr=0.05)
+    for record, (x, y) in zip(records, random_batches(4, 10, 32), strict=True):
+        loss = nn.functional.mse_loss(reference(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        grads = [p.grad.reshape(-1) for p in reference.parameters()]
+        norm = torch.linalg.vector_norm(torch.cat(grads))
+        assert record.loss == pytest.approx(loss.item(), rel=1e-6)
+        assert record.grad_norm == pytest.approx(float(norm), rel=1e-5)
+        optimizer.step()
