@@ -16,8 +16,8 @@ the total norm and the record.
 - `state`: the sweep's (engine.native_kernel.ModuleKernel.sweeper);
 - `where`: (device type, the first parameter, its view in the flat buffer,
   the swept weights, their addresses as swept, what keeps the swept memory
-  alive); None unless the device is in `eager_devices`, the parameter's
-  `.grad` is still the view and no weight has moved;
+  alive); the call gives None unless the device is in `eager_devices`, the
+  parameter's `.grad` is still the view and no weight has moved;
 - `spec`: (StepRecord, a template of its instance dict, CompactLayers, the
   layout, lr, the number of gradients swept before the weights);
   engine.compact_stats.record_spec makes it;
@@ -40,6 +40,7 @@ static PyObject *name_grad, *name_data_ptr, *name_item, *name_dict, *name_layout
 
 /* The names compact_record looks up, interned once; 0 where memory ran out. */
 static int record_names(void) {
+    if (no_args != NULL) return 1;  /* a second import of the module */
     static const char *text[] = {"grad", "data_ptr", "item", "__dict__", "_layout", "_values",
                                  "_lr", "_built", "step", "loss", "grad_norm",
                                  "grad_norm_clipped", "layers"};
@@ -109,12 +110,17 @@ done:
     return record;
 }
 
+/* Whether `type` is a class whose objects can be made (a type without tp_new cannot). */
+static int makes_objects(PyObject *type) {
+    return PyType_Check(type) && ((PyTypeObject *)type)->tp_new != NULL;
+}
+
 static PyObject *compact_record(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     PyObject *where = nargs == 6 ? args[1] : NULL, *spec = nargs == 6 ? args[2] : NULL;
     if (where == NULL || !PyTuple_Check(where) || PyTuple_GET_SIZE(where) != 6
         || !PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) != 6
-        || !PyType_Check(PyTuple_GET_ITEM(spec, 0)) || !PyDict_Check(PyTuple_GET_ITEM(spec, 1))
-        || !PyType_Check(PyTuple_GET_ITEM(spec, 2)) || !PyAnySet_Check(args[4])) {
+        || !makes_objects(PyTuple_GET_ITEM(spec, 0)) || !PyDict_Check(PyTuple_GET_ITEM(spec, 1))
+        || !makes_objects(PyTuple_GET_ITEM(spec, 2)) || !PyAnySet_Check(args[4])) {
         PyErr_SetString(PyExc_TypeError,
                         "compact_record(state, where, spec, loss, eager_devices, step)");
         return NULL;

@@ -111,7 +111,7 @@ def test_a_non_finite_step_goes_the_eager_way_and_counts(monkeypatch):
 @needs_kernel
 def test_a_weight_given_new_storage_between_steps_is_read_where_it_is_now(monkeypatch):
     # From step 2 on the probe's lane reads the sweep (compact_lane). A weight
-    # moved after step 2's optimizer step is looked up before step 3's forward.
+    # moved after step 2's optimizer step is found moved after step 3's backward.
     seen = {}  # the model of the run under way, and the step it is on
 
     def keep(step, model, probe):  # after each backward

@@ -78,8 +78,9 @@ def test_kept_memory_is_reused_without_faulting_pages_in_again():
     # runs here, but 1 in one full test run (session 27), the heap's top then
     # staying put. That is the machine's allocator, not this module: the
     # comparison holds where the problem shows.
-    if sum(given_back["faults"]) >= 400:
-        assert sum(given_back["faults"]) > 2 * sum(kept["faults"]) + 400, (given_back, kept)
+    if sum(given_back["faults"]) < 400:
+        pytest.skip("glibc kept the heap's top in place this run: nothing to compare with")
+    assert sum(given_back["faults"]) > 2 * sum(kept["faults"]) + 400, (given_back, kept)
 
 
 @glibc

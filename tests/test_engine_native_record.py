@@ -64,6 +64,7 @@ def test_the_record_made_in_c_is_the_record_made_in_python(lr):
     assert type(made) is type(want)
     assert list(vars(made)) == list(vars(want))  # the fields, in the dataclass's order
     for field, value in vars(want).items():
+        assert type(getattr(made, field)) is type(value), field
         if field in ("grad_norm", "grad_norm_clipped"):  # Neumaier's sum against math.hypot
             assert getattr(made, field) == pytest.approx(value, rel=1e-15, abs=0.0), field
         elif field != "layers":
@@ -74,7 +75,44 @@ def test_the_record_made_in_c_is_the_record_made_in_python(lr):
 
 
 @needs_module
-def test_the_record_made_in_c_leaves_the_lane_where_the_python_lane_does():
+def test_each_record_made_in_c_is_its_own():
+    step = _Step()
+    spec = record_spec(step.layout, step.lr)
+    record = step.flat.compact_recorder(step.params, step.weights, spec)
+    first, second = record(step.loss, {"cpu"}, 1), record(step.loss, {"cpu"}, 2)
+    assert (first.step, second.step) == (1, 2)
+    assert vars(first) is not vars(second) and vars(first) is not spec[1]
+    assert first.layers is not second.layers
+    assert first.layers._built is not second.layers._built
+    assert first.layers._values is not second.layers._values
+    assert first.layers._values == second.layers._values
+    assert spec[1]["step"] == 0 and spec[1]["layers"] is None  # the template as it was
+
+
+@needs_module
+def test_a_model_of_many_tensors_is_recorded_past_the_stack_s_room():
+    # 24 layers: 48 gradients and 24 weights swept, 361 numbers (the stack holds 321).
+    torch.manual_seed(0)
+    layers = [nn.Linear(4, 4) for _ in range(24)]
+    model = nn.Sequential(*layers)
+    params = list(model.parameters())
+    flat = FlatGradients(params)
+    flat.zero()
+    loss = model(torch.randn(8, 4)).square().mean()
+    loss.backward()
+    probe = GradientProbe(model, lr=0.1)
+    weights = [layer.weight for layer in layers]
+    spec = record_spec(probe.compact_layout, 0.1)
+    made = flat.compact_recorder(params, weights, spec)(loss, {"cpu"}, 0)
+    values = flat.compact_values(params, weights)
+    assert len(values) == 361
+    want = compact_record(probe.compact_layout, 0.1, 0, loss.item(), values)
+    assert made.grad_norm == pytest.approx(want.grad_norm, rel=1e-15)
+    assert dict(made.layers) == dict(want.layers)
+
+
+@needs_module
+def test_the_record_made_in_c_gives_none_where_a_step_must_take_the_general_path():
     step = _Step()
     assert step.in_c(eager=set()) is None  # a device read once, as a GPU's
     assert step.in_c(loss=torch.tensor(math.nan)) is None
@@ -110,6 +148,8 @@ def test_a_wrong_call_is_an_error_not_a_crash():
         compact(state, where, (1, *spec[1:]), step.loss, {"cpu"}, 0)
     with pytest.raises(ValueError):
         compact(state, where, (*spec[:5], 99), step.loss, {"cpu"}, 0)
+    with pytest.raises(TypeError):  # a class whose objects cannot be made
+        compact(state, where, (type(iter([])), *spec[1:]), step.loss, {"cpu"}, 0)
     with pytest.raises(RuntimeError):  # a loss of two elements has no .item(): torch says so
         compact(state, where, spec, torch.ones(2), {"cpu"}, 0)
 
@@ -137,6 +177,28 @@ def _probed(lr_change=None, epoch: int = 0, extra: bool = False) -> list:
             norms = torch.tensor([1.0, 2.0]) if extra else None
             records.append(probe.end_step(loss, epoch, norms))
     return records
+
+
+@needs_module
+def test_the_probe_s_compact_steps_are_recorded_in_c(monkeypatch):
+    calls = []
+
+    class Counted:
+        def __init__(self, recorder):
+            self.recorder = recorder
+
+        def __call__(self, loss, eager_devices, step):
+            made = self.recorder(loss, eager_devices, step)
+            calls.append(made is not None)
+            return made
+
+    real = FlatGradients.compact_recorder
+    monkeypatch.setattr(
+        FlatGradients, "compact_recorder", lambda self, *args: Counted(real(self, *args))
+    )
+    records = _probed()
+    assert calls == [True] * 3  # steps 2-4: step 0 took activations, step 1 built the lane
+    assert all(type(r.layers) is CompactLayers for r in records[1:])
 
 
 @pytest.mark.skipif(sweep_kernel() is None, reason="no C compiler here")
