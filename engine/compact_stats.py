@@ -162,7 +162,10 @@ def record_spec(layout: CompactLayout, lr: float | None) -> tuple:
 
 
 def finish_record(record: StepRecord, epoch: int, extra: torch.Tensor | None) -> StepRecord:
-    """`record`, a compact step's made after backward, given its epoch and an rnn's per-time-step norms.
+    """`record`, made after backward, given its step's epoch and an rnn's per-time-step norms.
+
+    A compact statistics step's record, or a plain step's made in C
+    (engine.plain_lane): the probe's `end_step` finishes either.
 
     Set in its instance dict: the record is the probe's own until its
     `end_step` returns it, and a frozen dataclass's fields are set one

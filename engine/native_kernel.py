@@ -62,6 +62,13 @@ class ModuleKernel:
         """
         return functools.partial(self._module.compact_record, sweeper.args[0], where, spec)
 
+    def plain_recorder(self, summer, where: tuple, spec: tuple):
+        """A plain step's whole record in one call, over `summer`'s tensor (a flat buffer).
+
+        f(loss, step, epoch) gives the StepRecord or None (engine.native_record).
+        """
+        return functools.partial(self._module.plain_record, summer.args[0], where, spec)
+
     def repointed(self, lengths: list[int]):
         """`sweeper` for tensors of fixed `lengths` whose addresses change: f(pointers, threads).
 
@@ -124,6 +131,10 @@ class LibraryKernel:
 
     def recorder(self, sweeper, where: tuple, spec: tuple) -> None:
         """None: through ctypes, a compact step's record is made in Python (engine.compact_stats)."""
+        return None
+
+    def plain_recorder(self, summer, where: tuple, spec: tuple) -> None:
+        """None: through ctypes, a plain step's record is made in Python (engine.plain_lane)."""
         return None
 
     def repointed(self, lengths: list[int]):

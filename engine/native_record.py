@@ -1,4 +1,4 @@
-"""The C source of a compact statistics step's whole record (engine.compact_stats builds it).
+"""The C source of a CPU step's whole record: a compact statistics step's, and a plain step's.
 
 On a small CPU model a statistics step is bound by the interpreter, not by
 arithmetic, and not only by its own lines. On the regression model, timed
@@ -29,38 +29,71 @@ Python (a test holds them together), but for the total norm, whose squares
 are summed with Neumaier's compensation here and by math.hypot there
 (within an ulp of each other). Its epoch is the template's 0: the probe's
 `end_step` sets the step's own.
+
+`plain_record(state, where, spec, loss, step, epoch)` does the same for a
+plain step (the sentinels only: the loss and the total norm) over the flat
+buffer's sum of squares: engine.plain_lane.PlainLane's `read` where the
+kernel is an extension module. On the regression model's Trainer it took
+the engine step from 1.025-1.035x to 1.008-1.016x of the bare loop (one
+Trainer, the lane's read swapped between blocks; "Session 27 summary").
+Its record is engine.recording.plain_step_record's, bit for bit.
 """
 
 from __future__ import annotations
 
 RECORD_SOURCE = r"""
 static PyObject *name_grad, *name_data_ptr, *name_item, *name_dict, *name_layout,
-    *name_values, *name_lr, *name_built, *key_step, *key_loss, *key_norm, *key_clipped,
-    *key_layers, *no_args;
+    *name_values, *name_lr, *name_built, *key_step, *key_epoch, *key_loss, *key_norm,
+    *key_clipped, *key_layers, *no_args;
 
 /* The names compact_record looks up, interned once; 0 where memory ran out. */
 static int record_names(void) {
     if (no_args != NULL) return 1;  /* a second import of the module */
     static const char *text[] = {"grad", "data_ptr", "item", "__dict__", "_layout", "_values",
-                                 "_lr", "_built", "step", "loss", "grad_norm",
+                                 "_lr", "_built", "step", "epoch", "loss", "grad_norm",
                                  "grad_norm_clipped", "layers"};
     PyObject **name[] = {&name_grad, &name_data_ptr, &name_item, &name_dict, &name_layout,
-                         &name_values, &name_lr, &name_built, &key_step, &key_loss, &key_norm,
-                         &key_clipped, &key_layers};
+                         &name_values, &name_lr, &name_built, &key_step, &key_epoch, &key_loss,
+                         &key_norm, &key_clipped, &key_layers};
     for (size_t i = 0; i < sizeof text / sizeof text[0]; i++)
         if ((*name[i] = PyUnicode_InternFromString(text[i])) == NULL) return 0;
     no_args = PyTuple_New(0);
     return no_args != NULL;
 }
 
+/* 1 where `parameter`'s .grad is still `view` (the flat buffer holds the
+   gradients), 0 where not, -1 on an error. */
+static int holds_view(PyObject *parameter, PyObject *view) {
+    PyObject *grad = PyObject_GetAttr(parameter, name_grad);
+    if (grad == NULL) return -1;
+    Py_DECREF(grad);  /* only its identity is wanted: the view holds it too */
+    return grad == view;
+}
+
+/* An object of the record class `type` whose instance dict is `fields`, as
+   engine.recording.fast_record makes one; NULL on an error. */
+static PyObject *record_of(PyTypeObject *type, PyObject *fields) {
+    PyObject *record = type->tp_new(type, no_args, NULL);
+    if (record != NULL && PyObject_GenericSetAttr(record, name_dict, fields) < 0) Py_CLEAR(record);
+    return record;
+}
+
+/* The loss tensor's value as its .item() gives it, in `*item`; 1 where
+   finite, 0 where not, -1 on an error. */
+static int finite_loss(PyObject *loss, PyObject **item) {
+    *item = PyObject_CallMethodNoArgs(loss, name_item);
+    if (*item == NULL) return -1;
+    double value = PyFloat_AsDouble(*item);
+    if (value == -1.0 && PyErr_Occurred()) return -1;
+    return isfinite(value);
+}
+
 /* 1 where the sweep still reads this step's tensors, 0 where not, -1 on an error. */
 static int still_in_place(PyObject *where, PyObject *eager_devices) {
     int eager = PySet_Contains(eager_devices, PyTuple_GET_ITEM(where, 0));
     if (eager <= 0) return eager;
-    PyObject *grad = PyObject_GetAttr(PyTuple_GET_ITEM(where, 1), name_grad);
-    if (grad == NULL) return -1;
-    Py_DECREF(grad);  /* only its identity is wanted: the view holds it too */
-    if (grad != PyTuple_GET_ITEM(where, 2)) return 0;
+    int held = holds_view(PyTuple_GET_ITEM(where, 1), PyTuple_GET_ITEM(where, 2));
+    if (held <= 0) return held;
     PyObject *weights = PyTuple_GET_ITEM(where, 3), *addresses = PyTuple_GET_ITEM(where, 4);
     if (!PyTuple_Check(weights) || !PyTuple_Check(addresses)
         || PyTuple_GET_SIZE(weights) != PyTuple_GET_SIZE(addresses)) {
@@ -100,8 +133,7 @@ static PyObject *build_record(PyObject *spec, PyObject *step, PyObject *loss, do
         || PyDict_SetItem(fields, key_clipped, norm) < 0  /* nothing clips on this path */
         || PyDict_SetItem(fields, key_layers, layers) < 0)
         goto done;
-    record = record_type->tp_new(record_type, no_args, NULL);
-    if (record != NULL && PyObject_GenericSetAttr(record, name_dict, fields) < 0) Py_CLEAR(record);
+    record = record_of(record_type, fields);
 done:
     Py_XDECREF(layers);
     Py_XDECREF(built);
@@ -144,11 +176,7 @@ static PyObject *compact_record(PyObject *self, PyObject *const *args, Py_ssize_
     tensor_sweep((const float *const *)(h + STATE_HEAD), h + STATE_HEAD + k, k, h[1], h[2], out);
     PyObject *loss = NULL, *values = NULL, *record = NULL;
     if (!isfinite(out[n - 1])) goto done;  /* NaN or inf somewhere: the general path counts */
-    loss = PyObject_CallMethodNoArgs(args[3], name_item);
-    if (loss == NULL) goto done;
-    double loss_value = PyFloat_AsDouble(loss);
-    if (loss_value == -1.0 && PyErr_Occurred()) goto done;
-    if (!isfinite(loss_value)) goto done;
+    if (finite_loss(args[3], &loss) <= 0) goto done;
     /* The gradients' total norm: their norms' squares summed with Neumaier's
        compensation (every norm finite here, so no square overflows a double). */
     double sum = 0.0, compensation = 0.0;
@@ -168,6 +196,51 @@ done:
     if (out != stack) PyMem_Free(out);
     Py_XDECREF(loss);
     Py_XDECREF(values);
+    if (record == NULL && !PyErr_Occurred()) Py_RETURN_NONE;
+    return record;
+}
+
+/* plain_record(state, where, spec, loss, step, epoch): a plain step's StepRecord, or None.
+   `state` is square_sum's, over the flat buffer; `where` = (the first
+   parameter, its view, what keeps the buffer alive); `spec` = (StepRecord,
+   a template of its instance dict: the blank layers, nothing captured). None
+   where the parameter's .grad is no longer the view, or the loss or the sum
+   of squares is not finite (past float32's range: an infinite norm). */
+static PyObject *plain_record(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    PyObject *where = nargs == 6 ? args[1] : NULL, *spec = nargs == 6 ? args[2] : NULL;
+    if (where == NULL || !PyTuple_Check(where) || PyTuple_GET_SIZE(where) != 3
+        || !PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) != 2
+        || !makes_objects(PyTuple_GET_ITEM(spec, 0)) || !PyDict_Check(PyTuple_GET_ITEM(spec, 1))) {
+        PyErr_SetString(PyExc_TypeError, "plain_record(state, where, spec, loss, step, epoch)");
+        return NULL;
+    }
+    const int64_t *h = state_of(args[0], 2);
+    if (h == NULL) return NULL;
+    if (h[0] != 1) {
+        PyErr_SetString(PyExc_TypeError, "plain_record takes a state of one tensor");
+        return NULL;
+    }
+    int held = holds_view(PyTuple_GET_ITEM(where, 0), PyTuple_GET_ITEM(where, 1));
+    if (held <= 0) {
+        if (held < 0) return NULL;
+        Py_RETURN_NONE;
+    }
+    double q = sum_squares((const float *)h[STATE_HEAD], h[STATE_HEAD + 1]);
+    if (!(q <= 3.4028234663852886e38)) Py_RETURN_NONE;  /* NaN fails it too */
+    PyObject *loss = NULL, *norm = NULL, *fields = NULL, *record = NULL;
+    if (finite_loss(args[3], &loss) <= 0) goto done;
+    norm = PyFloat_FromDouble(sqrt(q));
+    fields = norm == NULL ? NULL : PyDict_Copy(PyTuple_GET_ITEM(spec, 1));
+    if (fields == NULL || PyDict_SetItem(fields, key_step, args[4]) < 0
+        || PyDict_SetItem(fields, key_epoch, args[5]) < 0
+        || PyDict_SetItem(fields, key_loss, loss) < 0 || PyDict_SetItem(fields, key_norm, norm) < 0
+        || PyDict_SetItem(fields, key_clipped, norm) < 0)
+        goto done;
+    record = record_of((PyTypeObject *)PyTuple_GET_ITEM(spec, 0), fields);
+done:
+    Py_XDECREF(loss);
+    Py_XDECREF(norm);
+    Py_XDECREF(fields);
     if (record == NULL && !PyErr_Occurred()) Py_RETURN_NONE;
     return record;
 }

@@ -307,6 +307,8 @@ static PyMethodDef methods[] = {
     {"openmp", openmp, METH_NOARGS, "Whether the kernel was built with OpenMP."},
     {"compact_record", (PyCFunction)(void (*)(void))compact_record, METH_FASTCALL,
      "A compact statistics step's record, or None."},
+    {"plain_record", (PyCFunction)(void (*)(void))plain_record, METH_FASTCALL,
+     "A plain step's record, or None."},
     {NULL, NULL, 0, NULL},
 };
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "gradtui_sweep", NULL, -1, methods};

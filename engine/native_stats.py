@@ -51,6 +51,15 @@ def square_sum(tensor: torch.Tensor):
     return kernel.summer(tensor.data_ptr(), tensor.numel())
 
 
+def plain_recorder(summer, where: tuple, spec: tuple):
+    """The kernel's plain step record over `summer`'s tensor (engine.native_record), or None.
+
+    `summer` is what `square_sum` gave; None through ctypes or without the kernel.
+    """
+    kernel = _library()
+    return None if kernel is None else kernel.plain_recorder(summer, where, spec)
+
+
 def strided_histograms(
     tensors: list[torch.Tensor], strides: list[int], bounds: list[tuple[float, float]], bins: int
 ) -> list[float] | None:

@@ -7,7 +7,8 @@ probe's general sentinel path (after_backward, then end_step: dispatch,
 pending state, a found dict, the record builder) took ~12 us of the
 regression model's ~250 us step. The Trainer takes this lane instead where
 it applies: one C call for the flat buffer's sum of squares, the loss read,
-one record, ~5 us. A probe in a user's loop over a flat buffer takes the
+one record, ~5 us; where the kernel is an extension module, all of it in
+one C call (engine.native_record). A probe in a user's loop over a flat buffer takes the
 same lane from `after_backward` to `end_step` (PlainStep): 13-14 against
 16-18 us on the regression model, 39 against 45 us on the block model. A
 step whose loss or norm is not finite, or whose gradient a caller
@@ -29,7 +30,7 @@ from __future__ import annotations
 import math
 from functools import partial
 
-from engine.native_stats import FLOAT32_MAX
+from engine.native_stats import FLOAT32_MAX, plain_recorder
 from engine.recording import l2_total, new_step_record, plain_step_record
 from engine.records import StepRecord
 from engine.sentinels import packed_from_grads, read_values
@@ -45,9 +46,18 @@ class PlainLane:
     the probe's blank layers, not the probe: a probe keeps its own lane, and
     the model must be freed with its last reference, not by the cycle
     collector.
+
+    `read(loss, step, epoch)`, right after `backward()`: where `recorded`,
+    the step's whole StepRecord, made in one C call (engine.native_record's
+    plain_record: the Python that made it slowed the model's own steps as
+    well); else (through ctypes) the step's (loss, total gradient norm), for
+    `record(step, epoch, read)`. None either way to leave the lane: the loss
+    or the norm is not finite, or the buffer no longer holds the gradients
+    (a caller zeroed them with `set_to_none`). Both are callables kept on
+    the lane, not methods: no Python frame of their own.
     """
 
-    __slots__ = ("_blank", "_flat", "_square_sum", "record")
+    __slots__ = ("_blank", "_flat", "_square_sum", "record", "read", "recorded")
     finite = True  # its records' loss and norm: `read` leaves the lane where they are not
 
     def __init__(self, probe, flat) -> None:
@@ -57,6 +67,12 @@ class PlainLane:
         # record(step, epoch, read): the StepRecord of plain step `step`, from
         # what `read` gave; the builder itself, bound (no frame of its own).
         self.record = partial(plain_step_record, self._blank)
+        template = vars(plain_step_record(self._blank, 0, 0, (0.0, 0.0)))
+        made = plain_recorder(
+            flat._square_sum, (flat.params[0], flat.views[0], flat), (StepRecord, dict(template))
+        )
+        self.recorded = made is not None
+        self.read = made if made is not None else partial(_read, flat, flat._square_sum)
 
     @staticmethod
     def for_probe(probe, eager_devices: set[str], timesteps=None) -> PlainLane | None:
@@ -68,23 +84,19 @@ class PlainLane:
             return None
         return PlainLane(probe, flat)
 
-    def read(self, loss) -> tuple[float, float] | None:
-        """(loss, total gradient norm) after `backward()`, or None to leave the lane.
 
-        None when either is not finite, or the buffer no longer holds the
-        gradients (a caller zeroed them with `set_to_none`).
-        """
-        flat = self._flat
-        if flat.params[0].grad is not flat.views[0]:  # FlatGradients.attached, inline
-            return None
-        square_sum = self._square_sum()
-        # NaN fails both tests; a sum past float32's range is an infinite norm.
-        if not square_sum <= FLOAT32_MAX:
-            return None
-        value = loss.item()
-        if not math.isfinite(value):
-            return None
-        return value, math.sqrt(square_sum)
+def _read(flat, square_sum, loss, step=None, epoch=None) -> tuple[float, float] | None:
+    # PlainLane.read through ctypes: (loss, total gradient norm), or None.
+    if flat.params[0].grad is not flat.views[0]:  # FlatGradients.attached, inline
+        return None
+    square_sum = square_sum()
+    # NaN fails both tests; a sum past float32's range is an infinite norm.
+    if not square_sum <= FLOAT32_MAX:
+        return None
+    value = loss.item()
+    if not math.isfinite(value):
+        return None
+    return value, math.sqrt(square_sum)
 
 
 class PlainStep:
@@ -115,6 +127,7 @@ class ReplayLane:
 
     __slots__ = ("_probe",)
     finite = False  # a step that broke is recorded as it is
+    recorded = False  # `read` gives the vector `record` reads
 
     def __init__(self, probe) -> None:
         self._probe = probe
@@ -129,7 +142,7 @@ class ReplayLane:
             return None
         return ReplayLane(probe)
 
-    def read(self, loss):
+    def read(self, loss, step=None, epoch=None):
         """The step's [loss, norms...] device vector, unread; None to leave the lane.
 
         Replayed where a graph reads this step's tensors, else op by op, as

@@ -231,9 +231,9 @@ class GradientProbe:
                 if plain is False:
                     plain = self._plain = PlainLane.for_probe(self, EAGER_DEVICES)
                 if plain is not None and self._flat.device_type in EAGER_DEVICES:
-                    read = plain.read(loss)
+                    read = plain.read(loss, self.step, 0)  # end_step gives the epoch
                     if read is not None:
-                        self._pending = PlainStep(read)
+                        self._pending = read if plain.recorded else PlainStep(read)
                         return
                 pending = sentinel_pending(self, loss, EAGER_DEVICES)
             if pending is not None:
@@ -264,7 +264,7 @@ class GradientProbe:
         kind = type(pending)
         if kind is PlainStep:  # a plain step read through the flat buffer's lane
             return pending.record(self, epoch, extra)
-        if kind is StepRecord:  # a small CPU model's statistics step, recorded after backward
+        if kind is StepRecord:  # a small CPU model's step, recorded after backward (in C)
             return finish_record(pending, epoch, extra) if epoch or extra is not None else pending
         if kind is GraphedStep:  # a GPU's graphed statistics step
             return pending.record(self, loss, epoch, extra)

@@ -196,7 +196,7 @@ class Trainer:
         loss.backward()
         lane = self._lane
         if lane is not None and not (stats or activations):
-            read = lane.read(loss)
+            read = lane.read(loss, step, self.epoch)
             if read is not None:
                 self.optimizer.step()
                 if step == policy.queue_next:  # done(step, NOTHING, start, 0.0)
@@ -205,7 +205,8 @@ class Trainer:
                 else:
                     policy.done(step, NOTHING, start, 0.0)
                 self.step_index = step + 1
-                record = lane.record(step, self.epoch, read)
+                # The CPU's lane made the record itself, where the kernel is a module.
+                record = read if lane.recorded else lane.record(step, self.epoch, read)
                 # A GPU's lane records a step that broke as it is (the CPU's leaves the lane).
                 if (
                     not lane.finite

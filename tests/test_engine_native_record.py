@@ -14,6 +14,8 @@ from engine.compact_stats import CompactLayers, compact_record, record_spec
 from engine.flat_grads import FlatGradients
 from engine.native_stats import sweep_kernel
 from engine.probe import GradientProbe
+from engine.recording import plain_step_record
+from engine.records import StepRecord
 
 needs_module = pytest.mark.skipif(
     getattr(sweep_kernel(), "kind", None) != "module",
@@ -239,3 +241,81 @@ def test_a_probe_through_a_flat_buffer_records_what_a_plain_loop_computes():
         assert record.loss == pytest.approx(loss.item(), rel=1e-6)
         assert record.grad_norm == pytest.approx(float(norm), rel=1e-5)
         optimizer.step()
+
+
+def _plain_lane_step():
+    # A Trainer of the regression model, its lane, and a loss after backward.
+    from engine.presets import PRESETS
+    from engine.trainer import Trainer
+
+    trainer = Trainer(PRESETS["standardized"].config.replace(device="cpu"))
+    x, y = trainer.batches.X[:32], trainer.batches.y[:32]
+    loss = trainer.loss_fn(trainer.model(x), y)
+    trainer.flat.zero()
+    loss.backward()
+    return trainer, trainer._lane, loss
+
+
+@pytest.mark.parametrize("kind", ["module", "ctypes"])
+def test_a_plain_step_s_record_is_plain_step_record_s_either_way(kind, monkeypatch):
+    import engine.native_stats as native
+
+    if kind == "ctypes":
+        monkeypatch.setenv("GRADTUI_NATIVE", "ctypes")
+        monkeypatch.setattr(native, "_kernel", None)
+    if getattr(sweep_kernel(), "kind", None) != kind:
+        pytest.skip(f"no {kind} kernel here")
+    trainer, lane, loss = _plain_lane_step()
+    assert lane.recorded is (kind == "module")
+    read = lane.read(loss, 7, 3)
+    made = read if lane.recorded else lane.record(7, 3, read)
+    norm = math.sqrt(sum(float(p.grad.double().square().sum()) for p in trainer.flat.params))
+    want = plain_step_record(trainer.probe.blank_layers, 7, 3, (loss.item(), made.grad_norm))
+    assert list(vars(made)) == list(vars(want))
+    for field, value in vars(want).items():
+        assert getattr(made, field) is value or getattr(made, field) == value, field
+        assert type(getattr(made, field)) is type(value), field
+    assert made.grad_norm == pytest.approx(norm, rel=1e-12)
+
+
+@needs_module
+def test_a_plain_step_made_in_c_leaves_the_lane_where_it_must():
+    trainer, lane, loss = _plain_lane_step()
+    assert lane.read(torch.tensor(math.nan), 0, 0) is None
+    assert lane.read(torch.tensor(-math.inf), 0, 0) is None
+    trainer.flat.params[1].grad[0] = 1e30  # a view of the buffer: squares past float32's range
+    assert lane.read(loss, 0, 0) is None
+    trainer.flat.params[1].grad[0] = math.nan
+    assert lane.read(loss, 0, 0) is None
+    trainer.flat.params[1].grad[0] = 0.0
+    assert lane.read(loss, 0, 0) is not None
+    trainer.flat.params[0].grad = trainer.flat.params[0].grad.clone()  # let go of the buffer
+    assert lane.read(loss, 0, 0) is None
+    state, where, spec = lane.read.args
+    with pytest.raises(TypeError):
+        lane.read.func(state, where[:2], spec, loss, 0, 0)
+    with pytest.raises(TypeError):  # a class whose objects cannot be made
+        lane.read.func(state, where, (type(iter([])), spec[1]), loss, 0, 0)
+
+
+@needs_module
+def test_the_trainer_s_plain_steps_are_recorded_in_c():
+    from engine.presets import PRESETS
+    from engine.trainer import Trainer
+
+    config = PRESETS["standardized"].config.replace(
+        device="cpu", sampling="exact", capture_every=4, activation_every=9
+    )
+    trainer = Trainer(config)
+    made = []
+    real = trainer._lane.read
+
+    def counted(loss, step, epoch):
+        record = real(loss, step, epoch)
+        made.append(type(record) is StepRecord)
+        return record
+
+    trainer._lane.read = counted
+    records = [trainer.step() for _ in range(12)]
+    plain = [r.step for r in records if not (r.captured or r.activations_captured)]
+    assert len(made) == len(plain) >= 8 and all(made)

@@ -53,14 +53,20 @@ def _same(a, b) -> bool:
 def reads(monkeypatch):
     """How many of the steps the lane read (a non-None PlainLane.read)."""
     taken = []
-    real = plain_lane.PlainLane.read
+    real_init = plain_lane.PlainLane.__init__
 
-    def spy(lane, loss):
-        read = real(lane, loss)
-        taken.append(read is not None)
-        return read
+    def init(lane, probe, flat):  # each lane's `read` (a callable it keeps) watched
+        real_init(lane, probe, flat)
+        real = lane.read
 
-    monkeypatch.setattr(plain_lane.PlainLane, "read", spy)
+        def spy(loss, step, epoch):
+            read = real(loss, step, epoch)
+            taken.append(read is not None)
+            return read
+
+        lane.read = spy
+
+    monkeypatch.setattr(plain_lane.PlainLane, "__init__", init)
     return taken
 
 
