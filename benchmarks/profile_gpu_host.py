@@ -126,7 +126,7 @@ def plain_step_us() -> dict[str, float]:
 
     def through_lane():
         probe.begin_step(7, capture=False, activations=False)
-        return lane.record(7, 0, lane.read(loss))
+        return lane.record(7, 0, lane.read(loss, 7, 0))
 
     out = {}
     for name, call in (("general path", general), ("the Trainer's lane", through_lane)):

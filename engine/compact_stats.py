@@ -32,7 +32,7 @@ import math
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
-from engine.recording import fast_record, new_step_record, safe_ratio
+from engine.recording import STEP_RECORD_BY_DICT, fast_record, new_step_record, safe_ratio
 from engine.records import LAYER_STATS, LayerStats, StepRecord
 
 if TYPE_CHECKING:  # engine.history imports this module, and nothing there imports torch
@@ -155,8 +155,13 @@ def compact_record(
     )  # fmt: skip
 
 
-def record_spec(layout: CompactLayout, lr: float | None) -> tuple:
-    """What the C compact_record needs to build `compact_record`'s record (engine.native_record)."""
+def record_spec(layout: CompactLayout, lr: float | None) -> tuple | None:
+    """What the C compact_record needs to build `compact_record`'s record (engine.native_record).
+
+    None where a StepRecord is not an object given its instance dict.
+    """
+    if not STEP_RECORD_BY_DICT:
+        return None
     template = vars(new_step_record(0, 0, 0.0, 0.0, 0.0, 0.0, None, None, None, True, False))
     return (StepRecord, dict(template), CompactLayers, layout, lr, layout.gradients)
 
@@ -225,7 +230,8 @@ def compact_lane(probe):
     if flat is None:
         return None
     layout, lr = probe.compact_layout, probe.lr
-    lane = flat.compact_recorder(probe.params, probe.layer_params, record_spec(layout, lr))
+    spec = record_spec(layout, lr)
+    lane = None if spec is None else flat.compact_recorder(probe.params, probe.layer_params, spec)
     if lane is not None:
         return lane
     read = flat.compact_reader(probe.params, probe.layer_params)

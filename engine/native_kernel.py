@@ -60,13 +60,18 @@ class ModuleKernel:
         f(loss, eager_devices, step) gives the StepRecord or None
         (engine.native_record: what `where` and `spec` hold).
         """
+        if getattr(sweeper, "func", None) is not self._module.flat:
+            return None  # a sweep of another kernel (one loaded before this one)
         return functools.partial(self._module.compact_record, sweeper.args[0], where, spec)
 
     def plain_recorder(self, summer, where: tuple, spec: tuple):
         """A plain step's whole record in one call, over `summer`'s tensor (a flat buffer).
 
         f(loss, step, epoch) gives the StepRecord or None (engine.native_record).
+        None for a summer of another kernel (one loaded before this one).
         """
+        if getattr(summer, "func", None) is not self._module.square_sum:
+            return None
         return functools.partial(self._module.plain_record, summer.args[0], where, spec)
 
     def repointed(self, lengths: list[int]):

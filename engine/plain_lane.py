@@ -9,8 +9,9 @@ regression model's ~250 us step. The Trainer takes this lane instead where
 it applies: one C call for the flat buffer's sum of squares, the loss read,
 one record, ~5 us; where the kernel is an extension module, all of it in
 one C call (engine.native_record). A probe in a user's loop over a flat buffer takes the
-same lane from `after_backward` to `end_step` (PlainStep): 13-14 against
-16-18 us on the regression model, 39 against 45 us on the block model. A
+same lane from `after_backward` to `end_step`: 13-14 against 16-18 us on
+the regression model, 39 against 45 us on the block model, before the
+record was made in C. A
 step whose loss or norm is not finite, or whose gradient a caller
 replaced, leaves the lane (None from `read`), and the probe's general path
 captures it in full as ever.
@@ -31,7 +32,7 @@ import math
 from functools import partial
 
 from engine.native_stats import FLOAT32_MAX, plain_recorder
-from engine.recording import l2_total, new_step_record, plain_step_record
+from engine.recording import STEP_RECORD_BY_DICT, l2_total, new_step_record, plain_step_record
 from engine.records import StepRecord
 from engine.sentinels import packed_from_grads, read_values
 
@@ -45,7 +46,8 @@ class PlainLane:
     rnn: a probe's PlainStep carries them from `end_step` instead). It keeps
     the probe's blank layers, not the probe: a probe keeps its own lane, and
     the model must be freed with its last reference, not by the cycle
-    collector.
+    collector. A probe keeps a record made in C from `after_backward` to
+    `end_step`, which gives it its epoch; else the read, as a PlainStep.
 
     `read(loss, step, epoch)`, right after `backward()`: where `recorded`,
     the step's whole StepRecord, made in one C call (engine.native_record's
@@ -57,20 +59,20 @@ class PlainLane:
     the lane, not methods: no Python frame of their own.
     """
 
-    __slots__ = ("_blank", "_flat", "_square_sum", "record", "read", "recorded")
+    __slots__ = ("_blank", "record", "read", "recorded")
     finite = True  # its records' loss and norm: `read` leaves the lane where they are not
 
     def __init__(self, probe, flat) -> None:
         self._blank = probe.blank_layers
-        self._flat = flat
-        self._square_sum = flat._square_sum
         # record(step, epoch, read): the StepRecord of plain step `step`, from
         # what `read` gave; the builder itself, bound (no frame of its own).
         self.record = partial(plain_step_record, self._blank)
-        template = vars(plain_step_record(self._blank, 0, 0, (0.0, 0.0)))
-        made = plain_recorder(
-            flat._square_sum, (flat.params[0], flat.views[0], flat), (StepRecord, dict(template))
-        )
+        made = None
+        if STEP_RECORD_BY_DICT:  # the C record is a StepRecord given its instance dict
+            template = dict(vars(plain_step_record(self._blank, 0, 0, (0.0, 0.0))))
+            made = plain_recorder(
+                flat._square_sum, (flat.params[0], flat.views[0], flat), (StepRecord, template)
+            )
         self.recorded = made is not None
         self.read = made if made is not None else partial(_read, flat, flat._square_sum)
 
@@ -102,8 +104,10 @@ def _read(flat, square_sum, loss, step=None, epoch=None) -> tuple[float, float] 
 class PlainStep:
     """What a GradientProbe's plain step read through its PlainLane, kept for end_step.
 
-    The probe's own API (a user's loop) takes the Trainer's lane this way:
-    `after_backward` reads, `end_step` records, with no found dict between.
+    The probe's own API (a user's loop) takes the Trainer's lane this way
+    where the kernel is called through ctypes: `after_backward` reads,
+    `end_step` records, with no found dict between. As an extension module
+    the lane's read is the record itself.
     """
 
     __slots__ = ("read",)

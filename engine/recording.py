@@ -95,7 +95,7 @@ def new_step_record(
     }
     # fast_record's way without its call: each Python frame of a step's
     # bookkeeping costs ~1-3 us once the step's tensors have emptied the caches.
-    if not _STEP_RECORD_BY_DICT:
+    if not STEP_RECORD_BY_DICT:
         return StepRecord(**values)
     record = _new(StepRecord)
     _set_attribute(record, "__dict__", values)
@@ -116,7 +116,7 @@ def plain_step_record(
         "clipped_frac": None, "layers": layers, "histograms": None,
         "timestep_grad_norms": timesteps, "captured": False, "activations_captured": False,
     }  # fmt: skip
-    if not _STEP_RECORD_BY_DICT:
+    if not STEP_RECORD_BY_DICT:
         return StepRecord(**values)
     record = _new(StepRecord)
     _set_attribute(record, "__dict__", values)
@@ -152,7 +152,9 @@ _FIELD_COUNT = {
 }
 
 
-_STEP_RECORD_BY_DICT = _FIELD_COUNT.get(StepRecord) == 11  # new_step_record's fields
+# Whether a StepRecord is an object given its instance dict (new_step_record,
+# and the C records of engine.native_record): every field, none in __slots__.
+STEP_RECORD_BY_DICT = _FIELD_COUNT.get(StepRecord) == 11
 _new, _set_attribute = object.__new__, object.__setattr__
 
 

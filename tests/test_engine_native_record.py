@@ -265,16 +265,21 @@ def test_a_plain_step_s_record_is_plain_step_record_s_either_way(kind, monkeypat
         monkeypatch.setattr(native, "_kernel", None)
     if getattr(sweep_kernel(), "kind", None) != kind:
         pytest.skip(f"no {kind} kernel here")
+    from engine import plain_lane
+
     trainer, lane, loss = _plain_lane_step()
     assert lane.recorded is (kind == "module")
     read = lane.read(loss, 7, 3)
     made = read if lane.recorded else lane.record(7, 3, read)
-    norm = math.sqrt(sum(float(p.grad.double().square().sum()) for p in trainer.flat.params))
-    want = plain_step_record(trainer.probe.blank_layers, 7, 3, (loss.item(), made.grad_norm))
+    flat = trainer.flat
+    blank = trainer.probe.blank_layers
+    want = plain_step_record(blank, 7, 3, plain_lane._read(flat, flat._square_sum, loss))
     assert list(vars(made)) == list(vars(want))
     for field, value in vars(want).items():
-        assert getattr(made, field) is value or getattr(made, field) == value, field
+        assert getattr(made, field) == value, field  # the norm too, bit for bit
         assert type(getattr(made, field)) is type(value), field
+    assert made.layers is blank
+    norm = math.sqrt(sum(float(p.grad.double().square().sum()) for p in flat.params))
     assert made.grad_norm == pytest.approx(norm, rel=1e-12)
 
 
@@ -316,6 +321,35 @@ def test_the_trainer_s_plain_steps_are_recorded_in_c():
         return record
 
     trainer._lane.read = counted
-    records = [trainer.step() for _ in range(12)]
-    plain = [r.step for r in records if not (r.captured or r.activations_captured)]
-    assert len(made) == len(plain) >= 8 and all(made)
+    records = [trainer.step() for _ in range(60)]  # 32 steps an epoch: two epochs
+    plain = [r for r in records if not (r.captured or r.activations_captured)]
+    assert len(made) == len(plain) >= 40 and all(made)
+    assert [r.step for r in records] == list(range(60))
+    assert {r.epoch for r in plain} == {0, 1}
+    assert all(r.epoch == r.step // 32 for r in records)
+    assert all(r.layers is trainer.probe.blank_layers for r in plain)
+
+
+@pytest.mark.skipif(sweep_kernel() is None, reason="no C compiler here")
+def test_a_probe_s_plain_step_gets_the_epoch_end_step_is_given():
+    model = _model()
+    buffer = FlatGradients(list(model.parameters()))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    with GradientProbe(model, capture_every=1 << 30, activation_every=1 << 30) as probe:
+        probe.flat = buffer
+        records = []
+        for step, (x, y) in enumerate(random_batches(4, 10, 32)):
+            probe.begin_step(step)
+            loss = nn.functional.mse_loss(model(x), y)
+            buffer.zero()
+            loss.backward()
+            probe.after_backward(loss)
+            optimizer.step()
+            norms = torch.tensor([3.0]) if step == 3 else None
+            records.append(probe.end_step(loss, step + 2, norms))
+    assert [(r.step, r.epoch, r.captured) for r in records[1:]] == [
+        (1, 3, False),
+        (2, 4, False),
+        (3, 5, False),
+    ]
+    assert records[3].timestep_grad_norms == (3.0,) and records[2].timestep_grad_norms is None
