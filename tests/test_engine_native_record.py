@@ -156,16 +156,20 @@ def test_a_wrong_call_is_an_error_not_a_crash():
         compact(state, where, spec, torch.ones(2), {"cpu"}, 0)
 
 
-def _probed(lr_change=None, epoch: int = 0, extra: bool = False) -> list:
-    # A probe capturing statistics every step through a flat buffer (compact
-    # from step 1 on), with end_step given `epoch` and, with `extra`, an
-    # rnn's per-time-step norms.
+def _probed(
+    lr_change=None, epoch=lambda step: 0, extra=lambda step: None, capture_every: int = 1
+) -> list:
+    # A probe through a flat buffer, capturing statistics every step (compact
+    # from step 1 on) or every `capture_every`-th, with end_step given
+    # epoch(step) and extra(step), an rnn's per-time-step norms or None.
     model = _model()
     params = list(model.parameters())
     buffer = FlatGradients(params)
     optimizer = torch.optim.SGD(params, lr=0.05)
     records = []
-    with GradientProbe(model, capture_every=1, activation_every=1 << 30, lr=0.05) as probe:
+    with GradientProbe(
+        model, capture_every=capture_every, activation_every=1 << 30, lr=0.05
+    ) as probe:
         probe.flat = buffer
         for step, (x, y) in enumerate(random_batches(5, 10, 32)):
             if lr_change is not None and step == 3:
@@ -176,8 +180,7 @@ def _probed(lr_change=None, epoch: int = 0, extra: bool = False) -> list:
             loss.backward()
             probe.after_backward(loss)
             optimizer.step()
-            norms = torch.tensor([1.0, 2.0]) if extra else None
-            records.append(probe.end_step(loss, epoch, norms))
+            records.append(probe.end_step(loss, epoch(step), extra(step)))
     return records
 
 
@@ -205,7 +208,7 @@ def test_the_probe_s_compact_steps_are_recorded_in_c(monkeypatch):
 
 @pytest.mark.skipif(sweep_kernel() is None, reason="no C compiler here")
 def test_end_step_gives_a_compact_record_its_epoch_and_time_step_norms():
-    records = _probed(epoch=3, extra=True)
+    records = _probed(epoch=lambda step: 3, extra=lambda step: torch.tensor([1.0, 2.0]))
     assert [type(r.layers) is CompactLayers for r in records] == [False] + [True] * 4
     assert all(r.epoch == 3 and r.timestep_grad_norms == (1.0, 2.0) for r in records)
     plain = _probed()
@@ -332,24 +335,14 @@ def test_the_trainer_s_plain_steps_are_recorded_in_c():
 
 @pytest.mark.skipif(sweep_kernel() is None, reason="no C compiler here")
 def test_a_probe_s_plain_step_gets_the_epoch_end_step_is_given():
-    model = _model()
-    buffer = FlatGradients(list(model.parameters()))
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
-    with GradientProbe(model, capture_every=1 << 30, activation_every=1 << 30) as probe:
-        probe.flat = buffer
-        records = []
-        for step, (x, y) in enumerate(random_batches(4, 10, 32)):
-            probe.begin_step(step)
-            loss = nn.functional.mse_loss(model(x), y)
-            buffer.zero()
-            loss.backward()
-            probe.after_backward(loss)
-            optimizer.step()
-            norms = torch.tensor([3.0]) if step == 3 else None
-            records.append(probe.end_step(loss, step + 2, norms))
+    def norms(step):
+        return torch.tensor([3.0]) if step == 3 else None
+
+    records = _probed(epoch=lambda step: step + 2, extra=norms, capture_every=1 << 30)
     assert [(r.step, r.epoch, r.captured) for r in records[1:]] == [
         (1, 3, False),
         (2, 4, False),
         (3, 5, False),
+        (4, 6, False),
     ]
     assert records[3].timestep_grad_norms == (3.0,) and records[2].timestep_grad_norms is None
