@@ -8,13 +8,12 @@ pending state, a found dict, the record builder) took ~12 us of the
 regression model's ~250 us step. The Trainer takes this lane instead where
 it applies: one C call for the flat buffer's sum of squares, the loss read,
 one record, ~5 us; where the kernel is an extension module, all of it in
-one C call (engine.native_record). A probe in a user's loop over a flat buffer takes the
-same lane from `after_backward` to `end_step`: 13-14 against 16-18 us on
-the regression model, 39 against 45 us on the block model, before the
-record was made in C. A
-step whose loss or norm is not finite, or whose gradient a caller
-replaced, leaves the lane (None from `read`), and the probe's general path
-captures it in full as ever.
+one C call (engine.native_record). A probe in a user's loop over a flat
+buffer takes the same lane from `after_backward` to `end_step`: 13-14
+against 16-18 us on the regression model, 39 against 45 us on the block
+model, before the record was made in C. A step whose loss or norm is not
+finite, or whose gradient a caller replaced, leaves the lane (None from
+`read`), and the probe's general path captures it in full as ever.
 
 On a GPU a step is host-bound too (~40 us of host time a kernel launch on
 the H100 of the benchmarks), and its sentinels are one CUDA graph replay
@@ -87,11 +86,11 @@ class PlainLane:
         return PlainLane(probe, flat)
 
 
-def _read(flat, square_sum, loss, step=None, epoch=None) -> tuple[float, float] | None:
+def _read(flat, sum_squares, loss, step=None, epoch=None) -> tuple[float, float] | None:
     # PlainLane.read through ctypes: (loss, total gradient norm), or None.
     if flat.params[0].grad is not flat.views[0]:  # FlatGradients.attached, inline
         return None
-    square_sum = square_sum()
+    square_sum = sum_squares()
     # NaN fails both tests; a sum past float32's range is an infinite norm.
     if not square_sum <= FLOAT32_MAX:
         return None
