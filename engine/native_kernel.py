@@ -58,10 +58,9 @@ class ModuleKernel:
         """A compact statistics step's whole record in one call, over `sweeper`'s tensors.
 
         f(loss, eager_devices, step) gives the StepRecord or None
-        (engine.native_record: what `where` and `spec` hold).
+        (engine.native_record: what `where` and `spec` hold). `sweeper` is
+        this kernel's own: a TensorSweep asks the kernel that built it.
         """
-        if getattr(sweeper, "func", None) is not self._module.flat:
-            return None  # a sweep of another kernel (one loaded before this one)
         return functools.partial(self._module.compact_record, sweeper.args[0], where, spec)
 
     def plain_recorder(self, summer, where: tuple, spec: tuple):
